@@ -1,0 +1,88 @@
+"""Remove what disabled options own, then print the next steps.
+
+The manifest is `_manifest` in cookiecutter.json: a list of entries, each with
+`paths` (relative to the project, `{package_name}` expanded) and `when`, a mapping
+of option -> values that keep the paths (all must hold), or a list of such
+mappings (any may hold). Paths whose entry does not hold are deleted.
+
+Standard library only, offline, and safe to re-run (cruft re-runs it): no git, no
+network, no installs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CONTEXT_JSON = r"""{{ cookiecutter | tojson }}"""
+
+Condition = Mapping[str, Sequence[Any]]
+
+
+def condition_holds(when: Condition | Sequence[Condition], context: Mapping[str, Any]) -> bool:
+    if isinstance(when, Mapping):
+        return all(context[option] in allowed for option, allowed in when.items())
+    return any(condition_holds(alternative, context) for alternative in when)
+
+
+def expand(path: str, context: Mapping[str, Any]) -> str:
+    return path.format(package_name=context["package_name"])
+
+
+def owned_paths(manifest: Iterable[Mapping[str, Any]], context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Split the manifest's paths into (kept, removed) for these answers."""
+    kept: list[str] = []
+    removed: list[str] = []
+    for entry in manifest:
+        target = kept if condition_holds(entry["when"], context) else removed
+        target.extend(expand(path, context) for path in entry["paths"])
+    return kept, removed
+
+
+def remove_paths(root: Path, paths: Iterable[str]) -> None:
+    for relative in paths:
+        path = root / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        _prune_empty_parents(root, path.parent)
+
+
+def _prune_empty_parents(root: Path, directory: Path) -> None:
+    root = root.resolve()
+    directory = directory.resolve()
+    while directory != root and root in directory.parents and directory.is_dir():
+        if any(directory.iterdir()):
+            return
+        directory.rmdir()
+        directory = directory.parent
+
+
+def next_steps(context: Mapping[str, Any]) -> str:
+    lines = [
+        f"Generated {context['project_slug']}. Next steps:",
+        f"  cd {context['project_slug']}",
+        "  make install   # creates .venv with the service and its dev tools",
+        "  make test      # unit tests, and integration tests on a throwaway redis-server",
+        "  make run       # http://127.0.0.1:8000/docs  (REDIS_URL=memory:// runs without Redis)",
+    ]
+    if context.get("use_docker"):
+        lines.append("  docker compose up --build")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    context: dict[str, Any] = json.loads(CONTEXT_JSON)
+    _, removed = owned_paths(context["_manifest"], context)
+    remove_paths(Path.cwd(), removed)
+    print(next_steps(context))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Liveness (the process answers) and readiness (Redis answers too)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .errors import error_response
+from .redis_client import UNAVAILABLE_ERRORS, RedisDep, describe
+from .settings import Settings
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """The process is up. Never touches Redis, so a Redis outage does not restart pods."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "Redis did not answer in time"}})
+async def ready(request: Request, redis: RedisDep) -> Any:
+    """Redis answers within HEALTH_TIMEOUT_SECONDS, even when it hangs instead of refusing."""
+    settings: Settings = request.app.state.settings
+    try:
+        async with asyncio.timeout(settings.health_timeout_seconds):
+            checks = await describe(redis, settings)
+    except UNAVAILABLE_ERRORS as error:
+        return error_response(
+            503,
+            "not_ready",
+            f"Redis did not answer within {settings.health_timeout_seconds} s.",
+            details={"reason": error.__class__.__name__},
+        )
+    return JSONResponse({"status": "ok", "redis": checks})

@@ -1,0 +1,224 @@
+"""One Redis client per process, built for the configured topology.
+
+The client never re-sends a command by itself: a re-sent EVALSHA or INCR after a
+timeout would be counted twice, so every layer above decides what a failure means
+(the cache serves uncached, the limiter fails open or closed, sessions answer 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from importlib import resources
+from typing import Annotated, Any, TypeAlias
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RedisClient: TypeAlias = Redis | RedisCluster
+
+# Errors that mean "Redis cannot serve this now" (down, slow, failing over), as opposed
+# to errors that mean a bug in a command or script.
+REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,  # includes MaxConnectionsError, BusyLoadingError, MasterNotFoundError
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,  # a write reached a replica during a failover
+    RedisClusterException,
+)
+# The same, plus what a deadline (asyncio.timeout) or a raw socket raises.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE_ERRORS, TimeoutError, OSError)
+
+
+def no_retry() -> Retry:
+    return Retry(NoBackoff(), retries=0)
+
+
+class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection instead of failing."""
+
+
+class BoundedRedisCluster(RedisCluster):
+    """A cluster client that waits for a free connection instead of failing.
+
+    redis-py's cluster nodes raise MaxConnectionsError when their pool is full; a
+    process-wide semaphore of the same size makes callers queue (up to the pool
+    timeout) like BlockingConnectionPool does for a single server.
+    """
+
+    def __init__(self, *args: Any, pool_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(kwargs.get("max_connections", 100))
+        self._pool_timeout = pool_timeout
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise RedisConnectionError("no free Redis connection within the pool timeout") from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._slots.release()
+
+
+def _connection_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "socket_timeout": settings.redis_socket_timeout_seconds,
+        "socket_connect_timeout": settings.redis_connect_timeout_seconds,
+        "health_check_interval": settings.redis_health_check_interval_seconds,
+        "retry": no_retry(),
+        "client_name": settings.redis_key_prefix,
+    }
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def build_client(settings: Settings) -> RedisClient:
+    """Build the process's client; call it from the lifespan, not at import time."""
+    if settings.uses_memory_redis:
+        return _memory_client()
+    options = _connection_options(settings)
+    if settings.redis_topology == "cluster":
+        url = urlsplit(settings.redis_url)
+        seeds = [ClusterNode(*_split_address(node)) for node in settings.redis_cluster_nodes]
+        if url.hostname:
+            seeds.insert(0, ClusterNode(url.hostname, url.port or 6379))
+        return BoundedRedisCluster(
+            startup_nodes=seeds,
+            username=url.username,
+            password=url.password,
+            ssl=url.scheme == "rediss",
+            max_connections=settings.redis_max_connections,
+            pool_timeout=settings.redis_pool_timeout_seconds,
+            **options,
+        )
+    if settings.redis_topology == "sentinel":
+        # REDIS_URL still carries the data nodes' credentials, database and TLS choice;
+        # the sentinels say where the master is.
+        url = urlsplit(settings.redis_url)
+        data_node = {
+            "username": url.username,
+            "password": url.password,
+            "db": int(url.path.strip("/") or 0),
+            "ssl": url.scheme == "rediss",
+        }
+        sentinel_password = settings.redis_sentinel_password
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [_split_address(address) for address in settings.redis_sentinels],
+            sentinel_kwargs={
+                "password": sentinel_password.get_secret_value() if sentinel_password else None,
+                "socket_timeout": settings.redis_socket_timeout_seconds,
+                "socket_connect_timeout": settings.redis_connect_timeout_seconds,
+                "retry": no_retry(),
+            },
+            **options,
+            **data_node,
+        )
+        master: Redis = sentinel.master_for(
+            settings.redis_sentinel_service,
+            connection_pool_class=SentinelBlockingConnectionPool,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_seconds,
+        )
+        return master
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_seconds,
+        **options,
+    )
+    return Redis.from_pool(pool)
+
+
+def _memory_client() -> Redis:
+    try:
+        import fakeredis
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise RuntimeError(
+            "REDIS_URL=memory:// needs fakeredis with Lua: pip install 'fakeredis[lua]' "
+            "(it is in the dev dependency group)"
+        ) from error
+    logger.warning(
+        "REDIS_URL=memory:// - using an in-process fake Redis: data is lost on restart and "
+        "not shared between workers. Use it for development only."
+    )
+    client: Redis = fakeredis.FakeAsyncRedis()
+    return client
+
+
+async def describe(client: RedisClient, settings: Settings) -> dict[str, Any]:
+    """Check that Redis can serve requests and say what was checked (for /health/ready)."""
+    if isinstance(client, RedisCluster):
+        info = await client.cluster_info()
+        state = info.get("cluster_state") if isinstance(info, dict) else None
+        if state != "ok":
+            raise RedisConnectionError(f"cluster_state is {state!r}, not 'ok'")
+        return {"topology": "cluster", "cluster_state": state}
+    await client.ping()
+    if settings.uses_memory_redis:
+        return {"topology": "memory"}
+    if settings.redis_topology == "sentinel":
+        pool = client.connection_pool
+        master = getattr(pool, "master_address", None)
+        address = f"{master[0]}:{master[1]}" if master else None
+        return {"topology": "sentinel", "master": address}
+    return {"topology": "standalone"}
+
+
+def hash_tagged(prefix: str, tag: str, *parts: str) -> str:
+    """Build `<prefix>:{<tag>}:<parts>`: keys with the same tag share a Cluster slot."""
+    return ":".join((prefix, "{" + tag + "}", *parts))
+
+
+class LuaScript:
+    """A Lua script shipped beside the code, run with EVALSHA (SCRIPT LOAD on NOSCRIPT)."""
+
+    def __init__(self, filename: str) -> None:
+        self.source = (resources.files(__package__ or __name__) / "lua" / filename).read_text(
+            "utf-8"
+        )
+        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        self.filename = filename
+
+    async def __call__(
+        self, client: RedisClient, keys: list[str], args: list[str | int | float | bytes]
+    ) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # Loading and retrying is safe: NOSCRIPT means the script did not run.
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+def get_redis(request: Request) -> RedisClient:
+    client: RedisClient = request.app.state.redis
+    return client
+
+
+RedisDep = Annotated[RedisClient, Depends(get_redis)]

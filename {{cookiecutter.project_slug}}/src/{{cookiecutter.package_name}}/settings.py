@@ -1,0 +1,110 @@
+"""Service settings: environment variables (no prefix), then `.env`, then these defaults."""
+
+from __future__ import annotations
+
+import enum
+import re
+from functools import lru_cache
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MEMORY_URL = "memory://"
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", MEMORY_URL)
+
+CommaSeparated = Annotated[list[str], NoDecode]
+
+
+class AppEnv(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Service
+    app_name: str = "{{ cookiecutter.project_name }}"
+    app_env: AppEnv = AppEnv.DEVELOPMENT
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    # Redis connection
+    redis_url: str = "redis://localhost:6379/0"
+    redis_topology: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    redis_key_prefix: str = "{{ cookiecutter.project_slug }}"
+    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    redis_pool_timeout_seconds: float = Field(default=1.0, gt=0)
+    redis_socket_timeout_seconds: float = Field(default=0.5, gt=0)
+    redis_connect_timeout_seconds: float = Field(default=0.5, gt=0)
+    redis_health_check_interval_seconds: int = Field(default=15, ge=0)
+    redis_cluster_nodes: CommaSeparated = []
+    redis_sentinels: CommaSeparated = []
+    redis_sentinel_service: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None
+    health_timeout_seconds: float = Field(default=0.8, gt=0, le=10)
+
+    @field_validator("redis_cluster_nodes", "redis_sentinels", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("redis_cluster_nodes", "redis_sentinels")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(REDIS_URL_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(REDIS_URL_SCHEMES)}")
+        return value
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        # Braces would turn the prefix into a Cluster hash tag and break the key layout.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", value):
+            raise ValueError("use 1-64 letters, digits, '_', '.', ':' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.app_env is not AppEnv.PRODUCTION:
+            return self
+        if self.uses_memory_redis:
+            raise ValueError(
+                "REDIS_URL=memory:// is an in-process fake for development: its data dies "
+                "with the process and is not shared between workers, so APP_ENV=production "
+                "refuses it. Point REDIS_URL at a real Redis."
+            )
+        if self.redis_topology == "sentinel" and not self.redis_sentinels:
+            raise ValueError("REDIS_TOPOLOGY=sentinel needs REDIS_SENTINELS (host:port,...)")
+        return self
+
+    @property
+    def uses_memory_redis(self) -> bool:
+        return self.redis_url.startswith(MEMORY_URL)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env is AppEnv.PRODUCTION
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

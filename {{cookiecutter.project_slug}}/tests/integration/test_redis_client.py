@@ -1,0 +1,93 @@
+"""The Redis client against a real server: pool, timeouts, no re-sent commands, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from {{ cookiecutter.package_name }}.redis_client import build_client
+
+from tests.conftest import RedisTarget, SettingsFactory, serve
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_readiness_is_ok_with_a_real_redis(real_settings: SettingsFactory) -> None:
+    async with serve(real_settings()) as service:
+        response = await service.client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["redis"]["topology"] in {"standalone", "sentinel", "cluster"}
+
+
+async def test_readiness_turns_503_within_a_second_once_redis_stops(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    async with serve(make_settings(redis_url=own_redis_server.url)) as service:
+        assert (await service.client.get("/health/ready")).status_code == 200
+        own_redis_server.stop()
+        started = time.perf_counter()
+        response = await service.client.get("/health/ready")
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"
+    assert elapsed < 1.0
+
+
+async def test_readiness_is_503_within_a_second_when_redis_hangs(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    async with serve(make_settings(redis_url=own_redis_server.url)) as service:
+        assert (await service.client.get("/health/ready")).status_code == 200
+        own_redis_server.pause()
+        try:
+            started = time.perf_counter()
+            response = await service.client.get("/health/ready")
+            elapsed = time.perf_counter() - started
+        finally:
+            own_redis_server.resume()
+    assert response.status_code == 503
+    assert elapsed < 1.2
+
+
+async def test_a_timed_out_command_is_not_sent_again(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    # The server freezes for longer than the socket timeout and then recovers: a client
+    # that retried would reconnect and send the INCR a second time (counter 2).
+    settings = make_settings(redis_url=own_redis_server.url, redis_socket_timeout_seconds=0.2)
+    client = build_client(settings)
+    key = f"{settings.redis_key_prefix}:counter"
+    try:
+        await client.ping()
+        own_redis_server.pause()
+        asyncio.get_running_loop().call_later(0.35, own_redis_server.resume)
+        with pytest.raises(RedisTimeoutError):
+            await client.incr(key)
+        await asyncio.sleep(0.6)
+        admin = Redis.from_url(own_redis_server.url)
+        try:
+            assert await admin.get(key) == b"1"
+        finally:
+            await admin.aclose()
+    finally:
+        own_redis_server.resume()
+        await client.aclose()
+
+
+async def test_a_full_pool_makes_callers_wait_instead_of_failing(
+    real_settings: SettingsFactory, redis_target: RedisTarget
+) -> None:
+    settings = real_settings(redis_max_connections=2, redis_pool_timeout_seconds=5)
+    client = build_client(settings)
+    key = f"{settings.redis_key_prefix}:waiters"
+    try:
+        await asyncio.gather(*(client.incr(key) for _ in range(50)))
+        assert await client.get(key) == b"50"
+        await client.delete(key)
+    finally:
+        await client.aclose()
