@@ -33,7 +33,9 @@ def expand(path: str, context: Mapping[str, Any]) -> str:
     return path.format(package_name=context["package_name"])
 
 
-def owned_paths(manifest: Iterable[Mapping[str, Any]], context: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def owned_paths(
+    manifest: Iterable[Mapping[str, Any]], context: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
     """Split the manifest's paths into (kept, removed) for these answers."""
     kept: list[str] = []
     removed: list[str] = []

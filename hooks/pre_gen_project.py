@@ -92,8 +92,7 @@ def check_package_name(value: str) -> None:
         raise Problem(
             "package_name",
             value,
-            "must be a lowercase Python identifier (letters, digits, underscores), "
-            "e.g. 'redis_service'",
+            "must be a lowercase Python identifier (letters, digits, underscores), e.g. 'redis_service'",
         )
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
         raise Problem("package_name", value, "is a Python keyword")

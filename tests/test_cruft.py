@@ -1,0 +1,58 @@
+"""`cruft create` works from this template and `cruft check` passes on the result."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.combos import TEMPLATE_DIR
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def template_repository(tmp_path: Path) -> Path:
+    """The working tree as it is now, committed into a throwaway repository."""
+    repository = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE_DIR,
+        repository,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "__pycache__", "*.pyc"),
+    )
+    _git("init", "--quiet", "--initial-branch=main", cwd=repository)
+    _git("add", "--all", cwd=repository)
+    _git("commit", "--quiet", "--message", "template", cwd=repository)
+    return repository
+
+
+def test_cruft_create_then_check_passes(template_repository: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    create = subprocess.run(
+        [str(BIN / "cruft"), "create", str(template_repository), "--no-input", "--output-dir", str(output)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert create.returncode == 0, create.stdout + create.stderr
+    project = output / "redis-service"
+    assert (project / ".cruft.json").exists()
+    check = subprocess.run(
+        [str(BIN / "cruft"), "check"], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "up to date" in check.stdout

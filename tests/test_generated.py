@@ -1,0 +1,67 @@
+"""A pairwise-covering set of generated projects, installed and run: mypy --strict and their
+own test-suites, integration tests included, against real redis-server processes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.combos import all_off, all_on, combination_id, defaults, generated_combinations
+from tests.conftest import CACHE_DIR, SharedEnvironment, project_requirements, render
+
+pytestmark = pytest.mark.slow
+
+COMBINATIONS = generated_combinations()
+PARAMS = [
+    pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(f"generated-{combination_id(c)}"))
+    for c in COMBINATIONS
+]
+
+
+def test_the_generated_set_includes_the_landmarks() -> None:
+    for landmark in (defaults(), all_off(), all_on()):
+        assert landmark in COMBINATIONS
+
+
+@pytest.fixture
+def project(combination: dict[str, Any], tmp_path: Path) -> Path:
+    return render(combination, tmp_path)
+
+
+def _mypy_cache(worker: str) -> str:
+    # Per worker: mypy's cache is not safe to share between concurrent runs.
+    return str(CACHE_DIR / f"mypy-{worker}")
+
+
+@pytest.mark.parametrize("combination", PARAMS)
+def test_generated_project_type_checks_strictly(
+    combination: dict[str, Any], project: Path, shared_environment: SharedEnvironment, worker_id: str
+) -> None:
+    result = shared_environment.run("mypy", "--cache-dir", _mypy_cache(worker_id), cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", PARAMS)
+def test_generated_project_test_suite_passes(
+    combination: dict[str, Any], project: Path, shared_environment: SharedEnvironment
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: the generated integration tests need it")
+    result = shared_environment.run(
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+        cwd=project,
+        env={"REQUIRE_REDIS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+    assert " passed" in result.stdout
+
+
+@pytest.mark.parametrize("combination", PARAMS)
+def test_generated_dependencies_are_in_the_shared_environment(
+    combination: dict[str, Any], project: Path, shared_environment: SharedEnvironment
+) -> None:
+    installed = set((shared_environment.path / ".complete").read_text().splitlines())
+    assert set(project_requirements(project)) <= installed

