@@ -152,7 +152,7 @@ def render_combinations() -> list[Combination]:
     else:
         code_rows = covering_array(options, 3, seeds=landmarks())
     rows = [{**base, **row} for row in code_rows]
-    for name in METADATA_OPTIONS & set(enumerated_options()):
+    for name in sorted(METADATA_OPTIONS & set(enumerated_options())):
         rows.extend({**base, name: value} for value in enumerated_options()[name][1:])
     return _unique(rows)
 
