@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Literal, Self
 
+from fastapi import Depends, Request
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -50,6 +51,21 @@ class Settings(BaseSettings):
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None
     health_timeout_seconds: float = Field(default=0.8, gt=0, le=10)
+{%- if cookiecutter.use_cache %}
+
+    # Redis outages: after this many failures in a row, skip Redis for the cooldown
+    redis_breaker_threshold: int = Field(default=5, ge=1)
+    redis_breaker_cooldown_seconds: float = Field(default=5.0, gt=0)
+{%- endif %}
+{%- if cookiecutter.use_cache %}
+
+    # Cache
+    cache_ttl_seconds: float = Field(default=60, gt=0)
+    cache_stale_seconds: float = Field(default=30, ge=0)
+    cache_lock_ttl_seconds: float = Field(default=10, gt=0)
+    cache_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    demo_compute_delay_ms: int = Field(default=200, ge=0)
+{%- endif %}
 
     @field_validator("redis_cluster_nodes", "redis_sentinels", mode="before")
     @classmethod
@@ -108,3 +124,12 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the running app was created with (tests create apps with their own)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

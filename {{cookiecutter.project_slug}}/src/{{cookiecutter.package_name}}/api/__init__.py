@@ -1,0 +1,1 @@
+"""Demo routes: each shows one feature in use."""

@@ -1,0 +1,98 @@
+"""What a Redis server executed during a block of code, from MONITOR.
+
+MONITOR marks commands run inside Lua scripts as coming from "lua", so a test can count
+round trips (commands a client sent) apart from the work a script did, and can tell a
+request that only read from one that also wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+# Commands that change data (the ones our scripts and routes use, and their kin).
+WRITE_COMMANDS = frozenset(
+    {
+        "append", "copy", "decr", "decrby", "del", "expire", "expireat", "getdel", "getex",
+        "hdel", "hincrby", "hset", "hsetnx", "incr", "incrby", "incrbyfloat", "lpush",
+        "mset", "persist", "pexpire", "pexpireat", "psetex", "rename", "rpush", "sadd",
+        "set", "setex", "setnx", "srem", "unlink", "zadd", "zincrby", "zrem",
+        "zremrangebyscore",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Executed:
+    name: str
+    args: tuple[str, ...]
+    from_script: bool
+
+
+@dataclass
+class Recording:
+    executed: list[Executed] = field(default_factory=list)
+
+    @property
+    def round_trips(self) -> list[str]:
+        """Commands clients sent (one round trip each, outside pipelines)."""
+        return [command.name for command in self.executed if not command.from_script]
+
+    @property
+    def writes(self) -> list[str]:
+        return [command.name for command in self.executed if command.name in WRITE_COMMANDS]
+
+    def keys_touched(self) -> Iterable[str]:
+        for command in self.executed:
+            yield from command.args
+
+
+@asynccontextmanager
+async def record_commands(*urls: str) -> AsyncIterator[Recording]:
+    """Record every command the servers at `urls` execute inside the block."""
+    recording = Recording()
+    marker = f"end-of-recording-{secrets.token_hex(4)}"
+    async with contextlib.AsyncExitStack() as stack:
+        markers: list[Redis] = []
+        tasks: list[asyncio.Task[None]] = []
+        seen: list[asyncio.Event] = []
+        for url in urls:
+            marker_client = Redis.from_url(url, single_connection_client=True)
+            stack.push_async_callback(marker_client.aclose)
+            await marker_client.ping()  # connect now, so connecting is not recorded
+            monitor_client = Redis.from_url(url)
+            stack.push_async_callback(monitor_client.aclose)
+            monitor = await stack.enter_async_context(monitor_client.monitor())
+            done = asyncio.Event()
+
+            async def collect(monitor: object = monitor, done: asyncio.Event = done) -> None:
+                async for info in monitor.listen():  # type: ignore[attr-defined]
+                    words = str(info["command"]).split(" ")
+                    if marker in words:
+                        done.set()
+                        return
+                    recording.executed.append(
+                        Executed(
+                            name=words[0].lower(),
+                            args=tuple(words[1:]),
+                            from_script=info.get("client_type") == "lua",
+                        )
+                    )
+
+            tasks.append(asyncio.create_task(collect()))
+            markers.append(marker_client)
+            seen.append(done)
+        yield recording
+        for marker_client in markers:
+            await marker_client.echo(marker)
+        async with asyncio.timeout(5):
+            for done in seen:
+                await done.wait()
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,111 @@
+"""Cache logic that does not need a real Redis (the Lua paths are proven in integration)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+from starlette.datastructures import Headers
+
+from {{ cookiecutter.package_name }}.cache import (
+    Cache,
+    CacheSerializationError,
+    _variant,
+    cache_directives,
+    cached,
+    encode_json,
+    entity_tag,
+    parse_if_none_match,
+)
+
+from tests.conftest import Service
+
+pytestmark = pytest.mark.anyio
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+def test_entity_tag_depends_only_on_the_bytes() -> None:
+    assert entity_tag(b'{"a":1}') == entity_tag(b'{"a":1}')
+    assert entity_tag(b'{"a":1}') != entity_tag(b'{"a":2}')
+    assert entity_tag(b"x")[0] == entity_tag(b"x")[-1] == '"'  # a strong tag: no W/
+
+
+def test_if_none_match_reads_lists_weak_tags_and_star() -> None:
+    assert parse_if_none_match('"a", W/"b" ,*') == ('"a"', '"b"', "*")
+    assert parse_if_none_match("garbage, 'x'") == ()
+    assert parse_if_none_match(None) == ()
+
+
+def test_request_directives_come_from_cache_control_and_pragma() -> None:
+    assert cache_directives("no-cache, max-age=0", "no-cache") == {"no-cache", "max-age"}
+    assert cache_directives(None) == set()
+
+
+def test_query_parameter_order_does_not_change_the_variant() -> None:
+    headers = Headers({})
+    assert _variant("b=2&a=1", (), headers) == _variant("a=1&b=2", (), headers)
+    assert _variant("a=1", (), headers) != _variant("a=2", (), headers)
+
+
+def test_declared_vary_headers_change_the_variant() -> None:
+    english = Headers({"accept-language": "en"})
+    french = Headers({"accept-language": "fr"})
+    assert _variant("", ("accept-language",), english) != _variant("", ("accept-language",), french)
+    assert _variant("", (), english) == _variant("", (), french)
+
+
+def test_pydantic_models_encode_as_json() -> None:
+    assert encode_json({"p": Point(x=1, y=2)}) == b'{"p":{"x":1,"y":2}}'
+
+
+@pytest.mark.parametrize("value", [object(), {"n": float("nan")}, [complex(1, 2)]])
+def test_values_that_are_not_json_raise_a_clear_error(value: object) -> None:
+    with pytest.raises(CacheSerializationError, match="cannot cache"):
+        encode_json(value)
+
+
+def test_a_bad_namespace_is_refused_when_the_route_is_declared() -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        cached(namespace="Has Spaces")
+
+
+async def test_unserializable_values_fail_at_the_call_site_and_free_the_key(
+    memory_service: Service,
+) -> None:
+    cache: Cache = memory_service.app.state.cache
+
+    async def bad() -> object:
+        return object()
+
+    async def good() -> dict[str, int]:
+        return {"ok": 1}
+
+    with pytest.raises(CacheSerializationError):
+        await cache.get_or_set("k", bad)
+    # The lock was released: the next caller computes at once instead of waiting.
+    assert await cache.get_or_set("k", good) == {"ok": 1}
+
+
+async def test_models_come_back_as_models_on_miss_and_hit(memory_service: Service) -> None:
+    cache: Cache = memory_service.app.state.cache
+    calls = 0
+
+    async def produce() -> Point:
+        nonlocal calls
+        calls += 1
+        return Point(x=1, y=2)
+
+    first = await cache.get_or_set("point", produce, model=Point)
+    second = await cache.get_or_set("point", produce, model=Point)
+    assert first == second == Point(x=1, y=2)
+    assert calls == 1
+
+
+async def test_ttl_jitter_shortens_but_never_lengthens(memory_service: Service) -> None:
+    cache: Cache = memory_service.app.state.cache
+    values = {cache._ttl_ms(10) for _ in range(200)}
+    assert all(9_000 <= value <= 10_000 for value in values)
+    assert len(values) > 1
