@@ -51,7 +51,8 @@ def _item_store(request: Request) -> dict[str, str]:
 ItemStore = Annotated[dict[str, str], Depends(_item_store)]
 
 
-@router.api_route("/{item_id}", methods=["GET", "HEAD"])
+@router.get("/{item_id}")
+@router.head("/{item_id}", include_in_schema=False)
 @cached(namespace=NAMESPACE)
 async def get_item(item_id: ItemId, store: ItemStore, settings: SettingsDep) -> Item:
     """Takes DEMO_COMPUTE_DELAY_MS to compute; cached for CACHE_TTL_SECONDS."""
