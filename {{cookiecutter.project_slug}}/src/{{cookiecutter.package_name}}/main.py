@@ -9,13 +9,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __version__, health
-{%- if cookiecutter.use_cache %}
+{%- if cookiecutter.use_cache and cookiecutter.use_sessions %}
+from .api import auth, items
+{%- elif cookiecutter.use_cache %}
 from .api import items
+{%- elif cookiecutter.use_sessions %}
+from .api import auth
+{%- endif %}
+{%- if cookiecutter.use_cache %}
 from .cache import Cache, CacheMiddleware
 {%- endif %}
 from .errors import install_error_handlers
 from .log import configure_logging
 from .redis_client import build_client
+{%- if cookiecutter.use_sessions %}
+from .sessions import SessionStore
+{%- endif %}
 from .settings import Settings, get_settings
 
 
@@ -28,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = build_client(settings)
 {%- if cookiecutter.use_cache %}
         app.state.cache = Cache(app.state.redis, settings)
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+        app.state.sessions = SessionStore(app.state.redis, settings)
 {%- endif %}
         # Objects made at startup live as long as the process: move them out of the
         # collector's way (measured: fewer and shorter full collections, lower p99).
@@ -47,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
 {%- if cookiecutter.use_cache %}
     app.include_router(items.router)
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+    app.include_router(auth.router)
 {%- endif %}
 
     @app.get("/", tags=["service"])

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None
     health_timeout_seconds: float = Field(default=0.8, gt=0, le=10)
-{%- if cookiecutter.use_cache %}
+{%- if cookiecutter.use_cache or cookiecutter.use_sessions %}
 
     # Redis outages: after this many failures in a row, skip Redis for the cooldown
     redis_breaker_threshold: int = Field(default=5, ge=1)
@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     cache_lock_ttl_seconds: float = Field(default=10, gt=0)
     cache_max_body_bytes: int = Field(default=1_048_576, gt=0)
     demo_compute_delay_ms: int = Field(default=200, ge=0)
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+
+    # Sessions
+    session_secret: SecretStr | None = None
+    session_cookie_name: str = Field(default="session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    session_cookie_secure: bool | None = None
+    session_cookie_samesite: Literal["lax", "strict"] = "lax"
+    session_idle_ttl_seconds: int = Field(default=1800, ge=1)
+    session_max_age_seconds: int = Field(default=43200, ge=1)
+    session_touch_interval_seconds: int = Field(default=300, ge=0)
+    password_hash_cost: int = Field(default=15, ge=10, le=20)
 {%- endif %}
 
     @field_validator("redis_cluster_nodes", "redis_sentinels", mode="before")
@@ -110,6 +122,16 @@ class Settings(BaseSettings):
             )
         if self.redis_topology == "sentinel" and not self.redis_sentinels:
             raise ValueError("REDIS_TOPOLOGY=sentinel needs REDIS_SENTINELS (host:port,...)")
+{%- if cookiecutter.use_sessions %}
+        secret = self.session_secret.get_secret_value() if self.session_secret else ""
+        if len(secret) < 32:
+            raise ValueError(
+                "APP_ENV=production needs SESSION_SECRET of at least 32 characters "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.session_cookie_secure is False:
+            raise ValueError("APP_ENV=production refuses SESSION_COOKIE_SECURE=false")
+{%- endif %}
         return self
 
     @property
@@ -119,6 +141,21 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env is AppEnv.PRODUCTION
+{%- if cookiecutter.use_sessions %}
+
+    @property
+    def session_cookie_is_secure(self) -> bool:
+        """Secure unless said otherwise, except in development and tests over plain http."""
+        if self.session_cookie_secure is None:
+            return self.is_production
+        return self.session_cookie_secure
+
+    @property
+    def session_cookie_key(self) -> str:
+        """`__Host-` pins a Secure cookie to this host and path `/` (no Domain attribute)."""
+        prefix = "__Host-" if self.session_cookie_is_secure else ""
+        return prefix + self.session_cookie_name
+{%- endif %}
 
 
 @lru_cache

@@ -1,0 +1,512 @@
+"""Server-side sessions in Redis, safe by default.
+
+* Ids are 256-bit random tokens the server chooses; a cookie the server did not issue is
+  never adopted (an unknown id reads as "no session", and a new session gets a new id).
+* Redis keys hold a hash of the token, never the token: a dump or MONITOR reveals no
+  live session.
+* Reading costs one round trip and writes nothing (the idle timer rolls forward at most
+  once per SESSION_TOUCH_INTERVAL_SECONDS). Changes are written per field, so concurrent
+  requests that change different fields keep each other's work.
+* Login replaces the id (the old one stops working at once); logout ends one session;
+  "log out everywhere" ends all of a user's sessions in O(1).
+* An idle TTL and an absolute maximum age; HttpOnly, SameSite and, in production,
+  Secure cookies with the `__Host-` prefix; a CSRF token per session.
+* Fails closed: when Redis is unavailable, routes that need a session answer 503.
+* Session data is JSON, never pickle.
+
+A cookie is `<tag>.<signature>.<token>`. The tag is `u` + a hash of the username for a
+logged-in session (so all of a user's keys share one Cluster hash tag) or `a` + random
+characters for an anonymous one; the signature lets other layers (the rate limiter) trust
+the tag without a Redis round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from .breaker import CircuitBreaker
+from .errors import ServiceError
+from .redis_client import UNAVAILABLE_ERRORS, LuaScript, RedisClient, hash_tagged
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+READ = LuaScript("session_read.lua")
+CREATE = LuaScript("session_create.lua")
+WRITE = LuaScript("session_write.lua")
+LOGIN = LuaScript("session_login.lua")
+LOGOUT = LuaScript("session_logout.lua")
+LOGOUT_ALL = LuaScript("session_logout_all.lua")
+LIST = LuaScript("session_list.lua")
+
+COOKIE_RE = re.compile(
+    r"^(?P<tag>[ua][A-Za-z0-9_-]{22})\.(?P<signature>[A-Za-z0-9_-]{16})\.(?P<token>[A-Za-z0-9_-]{43})$"
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+DATA_PREFIX = "d:"
+FIELD_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_LISTED_SESSIONS = 100
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def user_tag(username: str) -> str:
+    """The tag of every key of a user's sessions: `u` + a hash of the username."""
+    return "u" + _b64(hashlib.sha256(b"user\0" + username.encode()).digest())[:22]
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class SessionStoreUnavailableError(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "session_store_unavailable",
+            "Sessions are unavailable right now; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+
+@dataclass(frozen=True)
+class SessionCookie:
+    tag: str
+    signature: str
+    token: str
+
+    @property
+    def value(self) -> str:
+        return f"{self.tag}.{self.signature}.{self.token}"
+
+    @property
+    def digest(self) -> str:
+        return _digest(self.token)
+
+    @classmethod
+    def parse(cls, value: str | None) -> SessionCookie | None:
+        """A well-formed cookie, or None for anything else (empty, oversized, tampered)."""
+        if not value or len(value) > 128:
+            return None
+        match = COOKIE_RE.match(value)
+        return cls(**match.groupdict()) if match else None
+
+
+@dataclass
+class Session:
+    cookie: SessionCookie
+    user: str | None
+    created_ms: int
+    last_seen_ms: int
+    expires_ms: int
+    csrf_token: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user is not None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    created_at: datetime
+    last_seen_at: datetime
+    user_agent: str
+    current: bool
+
+
+def _ms_to_datetime(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+class SessionStore:
+    def __init__(self, redis: RedisClient, settings: Settings) -> None:
+        self._redis = redis
+        self._prefix = settings.redis_key_prefix
+        self._idle_ms = int(settings.session_idle_ttl_seconds * 1000)
+        self._max_age_ms = int(settings.session_max_age_seconds * 1000)
+        self._touch_ms = int(settings.session_touch_interval_seconds * 1000)
+        secret = settings.session_secret
+        if secret is None:
+            logger.warning(
+                "SESSION_SECRET is not set: using a random one for this process. Set it so "
+                "every process and restart can verify session cookies' user tags."
+            )
+            self._secret = secrets.token_bytes(32)
+        else:
+            self._secret = secret.get_secret_value().encode()
+        self.breaker = CircuitBreaker(
+            "sessions",
+            threshold=settings.redis_breaker_threshold,
+            cooldown_seconds=settings.redis_breaker_cooldown_seconds,
+            logger=logger,
+        )
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _key(self, tag: str, *parts: str) -> str:
+        return hash_tagged(self._prefix, f"s:{tag}", *parts)
+
+    def session_key(self, cookie: SessionCookie) -> str:
+        return self._key(cookie.tag, cookie.digest)
+
+    def _new_cookie(self, tag: str) -> SessionCookie:
+        return SessionCookie(tag=tag, signature=self._sign(tag), token=secrets.token_urlsafe(32))
+
+    def _sign(self, tag: str) -> str:
+        return _b64(hmac.new(self._secret, tag.encode(), hashlib.sha256).digest())[:16]
+
+    def verified_user_tag(self, cookie_value: str | None) -> str | None:
+        """The user tag of a cookie this service signed, without asking Redis.
+
+        For identifying callers (rate limiting): a forged or anonymous cookie gives None.
+        It says who the cookie was issued to, not that the session is still live.
+        """
+        cookie = SessionCookie.parse(cookie_value)
+        if cookie is None or not cookie.tag.startswith("u"):
+            return None
+        if not hmac.compare_digest(cookie.signature, self._sign(cookie.tag)):
+            return None
+        return cookie.tag
+
+    # -- Redis calls --------------------------------------------------------------------
+
+    async def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        if not self.breaker.allow():
+            raise SessionStoreUnavailableError
+        try:
+            reply = await script(self._redis, keys, args)
+        except UNAVAILABLE_ERRORS as error:
+            self.breaker.failed(error)
+            raise SessionStoreUnavailableError from error
+        self.breaker.succeeded()
+        return reply
+
+    @staticmethod
+    def _encode_data(values: Mapping[str, Any]) -> list[str]:
+        flat: list[str] = []
+        for name, value in values.items():
+            if not FIELD_NAME_RE.match(name):
+                raise ValueError(f"session field name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+            flat += [DATA_PREFIX + name, json.dumps(value, separators=(",", ":"))]
+        return flat
+
+    # -- operations -----------------------------------------------------------------------
+
+    async def load(self, cookie_value: str | None) -> Session | None:
+        """The live session this cookie names, or None. One round trip; no write."""
+        cookie = SessionCookie.parse(cookie_value)
+        if cookie is None:
+            return None
+        reply = await self._run(
+            READ,
+            [self.session_key(cookie), self._key(cookie.tag, "meta")],
+            [self._touch_ms, self._idle_ms],
+        )
+        if not reply:
+            return None
+        fields = {
+            key.decode(): value.decode()
+            for key, value in zip(reply[1::2], reply[2::2], strict=True)
+        }
+        return Session(
+            cookie=cookie,
+            user=fields.get("_u"),
+            created_ms=int(fields["_c"]),
+            last_seen_ms=int(fields["_s"]),
+            expires_ms=int(fields["_e"]),
+            csrf_token=fields.get("_x", ""),
+            data={
+                name.removeprefix(DATA_PREFIX): json.loads(value)
+                for name, value in fields.items()
+                if name.startswith(DATA_PREFIX)
+            },
+        )
+
+    async def create(self, values: Mapping[str, Any]) -> Session:
+        """A new anonymous session holding `values`, under an id the server chose."""
+        flat = self._encode_data(values)
+        cookie = self._new_cookie("a" + secrets.token_urlsafe(16)[:22])
+        csrf_token = secrets.token_urlsafe(32)
+        now = await self._run(
+            CREATE,
+            [self.session_key(cookie)],
+            [self._idle_ms, self._max_age_ms, csrf_token, *flat],
+        )
+        return Session(
+            cookie=cookie,
+            user=None,
+            created_ms=int(now),
+            last_seen_ms=int(now),
+            expires_ms=int(now) + self._max_age_ms,
+            csrf_token=csrf_token,
+            data=dict(values),
+        )
+
+    async def update(
+        self, session: Session, values: Mapping[str, Any], remove: tuple[str, ...] = ()
+    ) -> bool:
+        """Write these fields (and delete those) only; False if the session is gone."""
+        flat = self._encode_data(values)
+        for name in remove:
+            self._encode_data({name: None})  # validates the name
+        written = await self._run(
+            WRITE,
+            [self.session_key(session.cookie)],
+            [len(flat) // 2, *flat, *(DATA_PREFIX + name for name in remove)],
+        )
+        if written:
+            session.data.update(values)
+            for name in remove:
+                session.data.pop(name, None)
+        return bool(written)
+
+    async def login(self, username: str, previous: Session | None, user_agent: str) -> Session:
+        """A fresh authenticated session under a new id; the previous id dies at once.
+
+        One round trip. On Redis Cluster, when the previous session was anonymous its key
+        lives in another slot: it is then deleted by a second command sent concurrently.
+        """
+        tag = user_tag(username)
+        cookie = self._new_cookie(tag)
+        csrf_token = secrets.token_urlsafe(32)
+        new_key = self.session_key(cookie)
+        keys = [new_key, self._key(tag, "index"), self._key(tag, "meta")]
+        previous_key = self.session_key(previous.cookie) if previous else None
+        separate_delete = (
+            previous_key is not None
+            and isinstance(self._redis, RedisCluster)
+            and key_slot(previous_key.encode()) != key_slot(new_key.encode())
+        )
+        if previous_key is not None and not separate_delete:
+            keys.append(previous_key)
+        carried = self._encode_data(previous.data) if previous else []
+        previous_digest = previous.cookie.digest if previous and previous.user == username else ""
+        args: list[Any] = [
+            self._idle_ms,
+            self._max_age_ms,
+            cookie.digest,
+            username,
+            csrf_token,
+            user_agent[:200],
+            previous_digest,
+            secrets.token_hex(8),
+            *carried,
+        ]
+        if separate_delete and previous_key is not None:
+            reply, _ = await asyncio.gather(
+                self._run(LOGIN, keys, args), self._delete(previous_key)
+            )
+        else:
+            reply = await self._run(LOGIN, keys, args)
+        now = int(reply)
+        return Session(
+            cookie=cookie,
+            user=username,
+            created_ms=now,
+            last_seen_ms=now,
+            expires_ms=now + self._max_age_ms,
+            csrf_token=csrf_token,
+            data=dict(previous.data) if previous else {},
+        )
+
+    async def _delete(self, key: str) -> None:
+        try:
+            await self._redis.unlink(key)
+        except UNAVAILABLE_ERRORS as error:
+            raise SessionStoreUnavailableError from error
+
+    async def logout(self, session: Session) -> None:
+        tag = session.cookie.tag
+        await self._run(
+            LOGOUT,
+            [self.session_key(session.cookie), self._key(tag, "index")],
+            [session.cookie.digest],
+        )
+
+    async def logout_everywhere(self, username: str) -> None:
+        tag = user_tag(username)
+        await self._run(
+            LOGOUT_ALL,
+            [self._key(tag, "meta"), self._key(tag, "index")],
+            [secrets.token_hex(8), self._max_age_ms],
+        )
+
+    async def active_sessions(self, current: Session) -> list[SessionInfo]:
+        """The live sessions of the current session's user, newest first; no raw ids."""
+        if current.user is None:
+            return []
+        tag = current.cookie.tag
+        index = self._key(tag, "index")
+        try:
+            members = await self._redis.zrevrange(index, 0, MAX_LISTED_SESSIONS - 1)
+        except UNAVAILABLE_ERRORS as error:
+            raise SessionStoreUnavailableError from error
+        digests = [member.decode() for member in members if isinstance(member, bytes)]
+        if not digests:
+            return []
+        reply = await self._run(
+            LIST,
+            [index, self._key(tag, "meta"), *(self._key(tag, digest) for digest in digests)],
+            digests,
+        )
+        sessions = [
+            SessionInfo(
+                id=reply[i].decode()[:12],
+                created_at=_ms_to_datetime(int(reply[i + 1])),
+                last_seen_at=_ms_to_datetime(int(reply[i + 2])),
+                user_agent=reply[i + 3].decode(errors="replace"),
+                current=reply[i].decode() == current.cookie.digest,
+            )
+            for i in range(0, len(reply), 4)
+        ]
+        return sorted(sessions, key=lambda info: info.created_at, reverse=True)
+
+
+class SessionContext:
+    """The request's session: loaded once, created on first write, rotated on login,
+    ended on logout; keeps the cookie on the response in step with it.
+
+    If a route returns a Response object itself, FastAPI does not merge the cookie set
+    here into it: return data (or copy the Set-Cookie header) from such routes.
+    """
+
+    def __init__(
+        self, store: SessionStore, settings: Settings, response: Response, session: Session | None
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._response = response
+        self.session = session
+
+    @property
+    def user(self) -> str | None:
+        return self.session.user if self.session else None
+
+    @property
+    def username(self) -> str:
+        """The logged-in user (401 if there is none)."""
+        if self.session is None or self.session.user is None:
+            raise ServiceError(401, "not_authenticated", "Log in first.")
+        return self.session.user
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.session.data.get(name, default) if self.session else default
+
+    async def set(self, values: Mapping[str, Any]) -> None:
+        """Write these fields (only these). Creates an anonymous session if there is none."""
+        if self.session is not None and await self._store.update(self.session, values):
+            return
+        self.session = await self._store.create(
+            {**(self.session.data if self.session else {}), **values}
+        )
+        self._set_cookie(self.session)
+
+    async def remove(self, *names: str) -> None:
+        if self.session is not None:
+            await self._store.update(self.session, {}, names)
+
+    async def login(self, username: str, user_agent: str) -> Session:
+        self.session = await self._store.login(username, self.session, user_agent)
+        self._set_cookie(self.session)
+        return self.session
+
+    async def logout(self) -> None:
+        if self.session is not None:
+            await self._store.logout(self.session)
+        self.session = None
+        self._clear_cookie()
+
+    async def logout_everywhere(self) -> None:
+        if self.session is not None and self.session.user is not None:
+            await self._store.logout_everywhere(self.session.user)
+        self.session = None
+        self._clear_cookie()
+
+    async def active_sessions(self) -> list[SessionInfo]:
+        if self.session is None or self.session.user is None:
+            return []
+        return await self._store.active_sessions(self.session)
+
+    def _set_cookie(self, session: Session) -> None:
+        self._response.set_cookie(
+            self._settings.session_cookie_key,
+            session.cookie.value,
+            max_age=int(self._settings.session_max_age_seconds),
+            path="/",
+            secure=self._settings.session_cookie_is_secure,
+            httponly=True,
+            samesite=self._settings.session_cookie_samesite,
+        )
+
+    def _clear_cookie(self) -> None:
+        self._response.delete_cookie(
+            self._settings.session_cookie_key,
+            path="/",
+            secure=self._settings.session_cookie_is_secure,
+            httponly=True,
+            samesite=self._settings.session_cookie_samesite,
+        )
+
+
+def get_session_store(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.sessions
+    return store
+
+
+async def load_session(request: Request, response: Response) -> SessionContext:
+    """The request's session (one round trip when a cookie is present, none otherwise)."""
+    settings: Settings = request.app.state.settings
+    store = get_session_store(request)
+    cookie = request.cookies.get(settings.session_cookie_key)
+    session = await store.load(cookie) if cookie else None
+    context = SessionContext(store, settings, response, session)
+    if cookie and session is None:
+        context._clear_cookie()  # unknown, expired or forged: tell the browser to drop it
+    return context
+
+
+async def load_session_checking_csrf(
+    request: Request, context: Annotated[SessionContext, Depends(load_session)]
+) -> SessionContext:
+    """The session, refusing a state-changing request that a logged-in session's cookie
+    authenticates unless it carries that session's CSRF token in X-CSRF-Token."""
+    session = context.session
+    if request.method not in SAFE_METHODS and session is not None and session.is_authenticated:
+        sent = request.headers.get("x-csrf-token", "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise ServiceError(403, "csrf_failed", "Missing or wrong X-CSRF-Token header.")
+    return context
+
+
+async def require_user(
+    context: Annotated[SessionContext, Depends(load_session_checking_csrf)],
+) -> SessionContext:
+    _ = context.username  # 401 unless logged in
+    return context
+
+
+# Any session (CSRF enforced on unsafe methods when logged in).
+SessionDep = Annotated[SessionContext, Depends(load_session_checking_csrf)]
+# A logged-in session, else 401 (CSRF enforced on unsafe methods).
+UserSessionDep = Annotated[SessionContext, Depends(require_user)]
+# The session as it is, without the CSRF check: for login, which replaces it anyway.
+LoginSessionDep = Annotated[SessionContext, Depends(load_session)]
