@@ -44,9 +44,26 @@ class Recording:
         """Commands clients sent (one round trip each, outside pipelines)."""
         return [command.name for command in self.executed if not command.from_script]
 
+    def round_trips_touching(self, fragment: str) -> list[str]:
+        """Round trips whose arguments mention `fragment` (a key's hash tag, say): what one
+        feature cost, whatever other features did in the same request."""
+        return [
+            command.name
+            for command in self.executed
+            if not command.from_script and any(fragment in arg for arg in command.args)
+        ]
+
     @property
     def writes(self) -> list[str]:
         return [command.name for command in self.executed if command.name in WRITE_COMMANDS]
+
+    def writes_touching(self, fragment: str) -> list[str]:
+        """Writes (by clients or inside scripts) to keys that mention `fragment`."""
+        return [
+            command.name
+            for command in self.executed
+            if command.name in WRITE_COMMANDS and any(fragment in arg for arg in command.args)
+        ]
 
     def keys_touched(self) -> Iterable[str]:
         for command in self.executed:

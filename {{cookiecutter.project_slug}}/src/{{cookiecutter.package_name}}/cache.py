@@ -636,7 +636,7 @@ class CacheMiddleware:
                 await plan.abandon()
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     cache: Cache = request.app.state.cache
     return cache
 

@@ -467,6 +467,14 @@ class SessionContext:
         )
 
 
+def user_from_cookie(request: Request) -> str | None:
+    """Whom this request's session cookie was issued to (signature checked, no Redis call):
+    how other layers, such as the rate limiter, tell users apart."""
+    settings: Settings = request.app.state.settings
+    store = get_session_store(request)
+    return store.verified_user_tag(request.cookies.get(settings.session_cookie_key))
+
+
 def get_session_store(request: Request) -> SessionStore:
     store: SessionStore = request.app.state.sessions
     return store

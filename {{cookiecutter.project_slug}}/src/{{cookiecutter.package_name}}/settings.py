@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+{%- if cookiecutter.rate_limiting != "none" %}
+import ipaddress
+{%- endif %}
 import re
 from functools import lru_cache
 from typing import Annotated, Literal, Self
@@ -51,7 +54,7 @@ class Settings(BaseSettings):
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None
     health_timeout_seconds: float = Field(default=0.8, gt=0, le=10)
-{%- if cookiecutter.use_cache or cookiecutter.use_sessions %}
+{%- if cookiecutter.use_cache or cookiecutter.use_sessions or cookiecutter.rate_limiting != "none" %}
 
     # Redis outages: after this many failures in a row, skip Redis for the cooldown
     redis_breaker_threshold: int = Field(default=5, ge=1)
@@ -78,6 +81,14 @@ class Settings(BaseSettings):
     session_touch_interval_seconds: int = Field(default=300, ge=0)
     password_hash_cost: int = Field(default=15, ge=10, le=20)
 {%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+
+    # Rate limiting
+    rate_limit_default: str = "100/minute"
+    rate_limit_exempt_paths: str = "/health"
+    rate_limit_legacy_headers: bool = False
+    trusted_proxies: str = ""
+{%- endif %}
 
     @field_validator("redis_cluster_nodes", "redis_sentinels", mode="before")
     @classmethod
@@ -94,6 +105,26 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{address!r} is not host:port")
         return value
+
+{%- if cookiecutter.rate_limiting != "none" %}
+
+    @field_validator("rate_limit_default")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*[1-9]\d*\s*/\s*(second|minute|hour|day)\s*", value):
+            raise ValueError("write N/second, N/minute, N/hour or N/day, e.g. 100/minute")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for part in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
+        return value
+{%- endif %}
 
     @field_validator("redis_url")
     @classmethod
@@ -163,7 +194,7 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the running app was created with (tests create apps with their own)."""
     settings: Settings = request.app.state.settings
     return settings

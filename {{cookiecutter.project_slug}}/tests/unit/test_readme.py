@@ -24,8 +24,10 @@ def rendered_default(value: Any) -> str:
         return "(unset)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if value in ("", []):
+        return "(empty)"
     if isinstance(value, list):
-        return f"`{','.join(value)}`" if value else "(empty)"
+        return f"`{','.join(value)}`"
     return f"`{getattr(value, 'value', value)}`"
 
 

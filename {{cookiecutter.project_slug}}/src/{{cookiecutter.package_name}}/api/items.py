@@ -40,7 +40,7 @@ class ItemUpdate(BaseModel):
     value: str = Field(max_length=1000)
 
 
-def _item_store(request: Request) -> dict[str, str]:
+async def _item_store(request: Request) -> dict[str, str]:
     state = request.app.state
     if not hasattr(state, "item_store"):
         state.item_store = {}

@@ -1,0 +1,311 @@
+"""Rate limiting on Redis: one atomic script per decision, standard headers, proxy-aware.
+
+* Each decision is one EVALSHA (SCRIPT LOAD only on NOSCRIPT) that reads the clock of the
+  Redis server (TIME), never this host's, so clock skew between app hosts cannot change a
+  limit. One policy costs one round trip; the call is never retried (a retried script
+  would count the request twice).
+* The default policy (RATE_LIMIT_DEFAULT) applies to every route except the exempt paths
+  (RATE_LIMIT_EXEMPT_PATHS; the docs are never limited); a route may declare its own with
+  `@rate_limit(...)` or opt out with `@rate_limit_exempt`.
+* Callers are told where they stand: `RateLimit-Policy` and `RateLimit` (IETF draft
+  httpapi-ratelimit-headers) on every limited response, `X-RateLimit-*` if asked for,
+  and `Retry-After` on 429 only.
+* The client is the logged-in user when one is known, else its IP address: the peer's,
+  or, when the peer is a trusted proxy (TRUSTED_PROXIES), the first untrusted address of
+  X-Forwarded-For/Forwarded read right to left. IPv6 clients count per /64.
+* Fails open by default (Redis down: requests pass, the breaker spares them the
+  timeout); a policy may fail closed instead (503).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .breaker import CircuitBreaker
+from .errors import ServiceError
+from .redis_client import UNAVAILABLE_ERRORS, LuaScript, RedisClient, hash_tagged
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = "rate_limit"
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+POLICY_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Policy:
+    """`limit` requests per `period_seconds`, under a name shown in the headers."""
+
+    limit: int
+    period_seconds: int
+    name: str = "default"
+    fail_closed: bool = False
+
+    @functools.cached_property
+    def header(self) -> str:
+        """The RateLimit-Policy field value, e.g. `"default";q=100;w=60`."""
+        return f'"{self.name}";q={self.limit};w={self.period_seconds}'
+
+    @classmethod
+    def parse(cls, text: str, *, name: str = "default", fail_closed: bool = False) -> Policy:
+        """`N/second`, `N/minute`, `N/hour` or `N/day`, e.g. `100/minute`."""
+        match = POLICY_RE.match(text)
+        if not match or int(match[1]) < 1:
+            raise ValueError(f"rate limit {text!r}: write N/second|minute|hour|day, N >= 1")
+        if not NAME_RE.match(name):
+            raise ValueError(f"rate limit name {name!r}: use 1-32 of a-z 0-9 _ -")
+        return cls(int(match[1]), PERIODS[match[2]], name, fail_closed)
+
+
+@dataclass(frozen=True)
+class Decision:
+    policy: Policy
+    allowed: bool
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int
+
+    def headers(self, *, legacy: bool) -> dict[str, str]:
+        headers = {
+            "ratelimit-policy": self.policy.header,
+            "ratelimit": f'"{self.policy.name}";r={self.remaining};t={self.reset_seconds}',
+        }
+        if legacy:
+            headers["x-ratelimit-limit"] = str(self.policy.limit)
+            headers["x-ratelimit-remaining"] = str(self.remaining)
+            headers["x-ratelimit-reset"] = str(self.reset_seconds)
+        if not self.allowed:
+            headers["retry-after"] = str(self.retry_after_seconds)
+        return headers
+
+
+_ROUTE_POLICIES: dict[Callable[..., Any], Policy | None] = {}
+
+
+def rate_limit(
+    limit: str, *, name: str, fail_closed: bool = False
+) -> Callable[[Endpoint], Endpoint]:
+    """Give a route its own policy instead of the default, e.g. `@rate_limit("5/minute",
+    name="login", fail_closed=True)`. Put it under the route decorator."""
+    policy = Policy.parse(limit, name=name, fail_closed=fail_closed)
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _ROUTE_POLICIES[endpoint] = policy
+        return endpoint
+
+    return mark
+
+
+def rate_limit_exempt(endpoint: Endpoint) -> Endpoint:
+    """Never limit this route (and never touch Redis for it)."""
+    _ROUTE_POLICIES[endpoint] = None
+    return endpoint
+
+
+def route_policy(endpoint: Callable[..., Any] | None, default: Policy) -> Policy | None:
+    """The route's own policy, None if exempt, else the default (decorators may wrap)."""
+    while endpoint is not None:
+        if endpoint in _ROUTE_POLICIES:
+            return _ROUTE_POLICIES[endpoint]
+        endpoint = getattr(endpoint, "__wrapped__", None)
+    return default
+
+
+def parse_networks(text: str) -> tuple[IpNetwork, ...]:
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip().strip('"')
+    if text.startswith("["):  # Forwarded: for="[2001:db8::1]:4711"
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # an IPv4 address with a port
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def forwarded_chain(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    """The client addresses proxies reported, nearest last: Forwarded (RFC 7239) if
+    present, else X-Forwarded-For. Every header line counts, in order."""
+    forwarded: list[str] = []
+    x_forwarded_for: list[str] = []
+    for name, value in headers:
+        if name == b"forwarded":
+            for element in value.decode("latin-1").split(","):
+                for pair in element.split(";"):
+                    key, _, found = pair.partition("=")
+                    if key.strip().lower() == "for":
+                        forwarded.append(found)
+        elif name == b"x-forwarded-for":
+            x_forwarded_for.extend(value.decode("latin-1").split(","))
+    return forwarded or x_forwarded_for
+
+
+def client_address(scope: Scope, trusted: Sequence[IpNetwork]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then the first
+    untrusted hop of the forwarding chain, read from the right."""
+    peer_text = scope["client"][0] if scope.get("client") else ""
+    if not trusted and "." in peer_text and ":" not in peer_text:
+        return peer_text  # IPv4 from the socket, no proxy to consult: the common case
+    peer = _address(peer_text)
+    if peer is None:
+        return peer_text or "unknown"
+    client = peer
+    if trusted and any(peer in network for network in trusted):
+        for hop in reversed(forwarded_chain(scope["headers"])):
+            address = _address(hop)
+            if address is None:
+                break  # a malformed entry: trust nothing further left of it
+            client = address
+            if not any(address in network for network in trusted):
+                break
+    if isinstance(client, ipaddress.IPv6Address):
+        if client.ipv4_mapped:
+            return str(client.ipv4_mapped)
+        return str(ipaddress.IPv6Network((client, 64), strict=False))  # one bucket per /64
+    return str(client)
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        redis: RedisClient,
+        settings: Settings,
+        *,
+        algorithm: str,
+        identify_user: Callable[[Request], str | None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._prefix = settings.redis_key_prefix
+        self._script = LuaScript(f"ratelimit_{algorithm}.lua")
+        self.algorithm = algorithm
+        self.default = Policy.parse(settings.rate_limit_default)
+        self.exempt_paths = tuple(
+            path.strip() for path in settings.rate_limit_exempt_paths.split(",") if path.strip()
+        )
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        self.legacy_headers = settings.rate_limit_legacy_headers
+        self._identify_user = identify_user
+        self.breaker = CircuitBreaker(
+            "rate limiter",
+            threshold=settings.redis_breaker_threshold,
+            cooldown_seconds=settings.redis_breaker_cooldown_seconds,
+            logger=logger,
+        )
+
+    def identity(self, request: Request) -> str:
+        user = self._identify_user(request) if self._identify_user else None
+        if user is not None:
+            return f"user:{user}"
+        return f"ip:{client_address(request.scope, self.trusted_proxies)}"
+
+    def _key(self, policy: Policy, identity: str) -> str:
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        return hash_tagged(self._prefix, f"rl:{policy.name}:{digest}", self.algorithm)
+
+    async def check(
+        self, policy: Policy, identity: str, *, now_ms: float | None = None
+    ) -> Decision | None:
+        """One decision (one EVALSHA); None when Redis could not be asked."""
+        if not self.breaker.allow():
+            return None
+        try:
+            allowed, remaining, reset_ms, retry_ms = await self._script(
+                self._redis,
+                [self._key(policy, identity)],
+                [policy.limit, policy.period_seconds * 1000, "" if now_ms is None else now_ms],
+            )
+        except UNAVAILABLE_ERRORS as error:
+            self.breaker.failed(error)
+            return None
+        self.breaker.succeeded()
+        return Decision(
+            policy=policy,
+            allowed=bool(allowed),
+            remaining=max(int(remaining), 0),
+            reset_seconds=math.ceil(int(reset_ms) / 1000),
+            retry_after_seconds=max(math.ceil(int(retry_ms) / 1000), 1) if not allowed else 0,
+        )
+
+    def is_exempt(self, path: str) -> bool:
+        return any(
+            path == prefix or path.startswith(prefix.rstrip("/") + "/")
+            for prefix in self.exempt_paths
+        )
+
+
+async def enforce_rate_limit(request: Request) -> None:
+    """App-wide dependency: decide before the route's own dependencies and body work.
+
+    The decision goes to request.state; RateLimitHeadersMiddleware writes the headers.
+    """
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if limiter.is_exempt(request.scope["path"]):
+        return
+    policy = route_policy(request.scope.get("endpoint"), limiter.default)
+    if policy is None:
+        return
+    decision = await limiter.check(policy, limiter.identity(request))
+    if decision is None:
+        if policy.fail_closed:
+            raise ServiceError(
+                503,
+                "rate_limit_unavailable",
+                "This route is not served while its rate limit cannot be checked.",
+            )
+        return
+    request.scope.setdefault("state", {})[STATE_KEY] = decision
+    if not decision.allowed:
+        raise ServiceError(
+            429,
+            "rate_limited",
+            f"Too many requests: {policy.limit} per {policy.period_seconds} s allowed. "
+            f"Retry in {decision.retry_after_seconds} s.",
+        )
+
+
+class RateLimitHeadersMiddleware:
+    """Pure ASGI: adds the rate-limit headers of the request's decision, in one place."""
+
+    def __init__(self, app: ASGIApp, *, legacy_headers: bool = False) -> None:
+        self.app = app
+        self.legacy_headers = legacy_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            decision: Decision | None = state.get(STATE_KEY)
+            if message["type"] == "http.response.start" and decision is not None:
+                added = decision.headers(legacy=self.legacy_headers)
+                message["headers"] = [
+                    *(item for item in message.get("headers", ()) if item[0].decode() not in added),
+                    *((name.encode(), value.encode()) for name, value in added.items()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,35 @@
+"""The rate-limit benchmark runs end to end and prints its figures (it asserts no speed:
+timings belong in the benchmark's output, not in a test that could flake)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.redis_servers import REDIS_SERVER
+
+PROJECT = Path(__file__).resolve().parents[2]
+BENCH = PROJECT / "bench" / "bench_ratelimit.py"
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
+def test_the_benchmark_prints_three_rates_and_their_ratio() -> None:
+    # The source tree first, whether or not the project is installed.
+    python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--seconds", "1", "--rounds", "1", "--connections", "8"],
+        env={**os.environ, "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("bare", "limited", "get"):
+        assert re.search(rf"^  {name} +\d+ req/s", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"limited / get = \d+\.\d\d", result.stdout)
