@@ -112,7 +112,8 @@ async def test_a_denied_request_is_429_json_with_retry_after(
     assert denied.status_code == 429
     assert denied.json()["error"]["code"] == "rate_limited"
     assert denied.headers["ratelimit"].startswith('"default";r=0;t=')
-    assert 1 <= int(denied.headers["retry-after"]) <= 60
+    # At most two periods: a sliding window's previous count fades out over the next one.
+    assert 1 <= int(denied.headers["retry-after"]) <= 120
 
 
 async def test_legacy_headers_are_sent_when_asked_for(real_settings: SettingsFactory) -> None:
@@ -121,7 +122,7 @@ async def test_legacy_headers_are_sent_when_asked_for(real_settings: SettingsFac
         response = await service.client.get("/")
     assert response.headers["x-ratelimit-limit"] == "10"
     assert response.headers["x-ratelimit-remaining"] == "9"
-    assert 1 <= int(response.headers["x-ratelimit-reset"]) <= 60
+    assert 1 <= int(response.headers["x-ratelimit-reset"]) <= 120  # (sliding: up to 2 periods)
 
 
 async def test_a_limited_request_costs_one_round_trip(
