@@ -137,7 +137,22 @@ FIELD_CHECKS: Mapping[str, Callable[[str], None]] = {
 
 def combination_warnings(context: Mapping[str, Any]) -> list[str]:
     """Answers that work together but deserve a word before generation."""
-    return []
+    warnings = []
+    if context.get("redis_persistence") == "none":
+        kept = []
+        if context.get("use_sessions"):
+            kept.append("sessions (every user is logged out)")
+        if context.get("rate_limiting", "none") != "none":
+            kept.append("rate-limit counters (every client's quota resets)")
+        if kept:
+            warnings.append(
+                "redis_persistence=none keeps nothing across a Redis restart: "
+                + " and ".join(kept)
+                + " are lost on every restart. The generated redis.conf uses "
+                "maxmemory-policy noeviction, so they are never evicted either; choose "
+                "redis_persistence=aof to keep them."
+            )
+    return warnings
 
 
 def validate(context: Mapping[str, Any]) -> list[Problem]:

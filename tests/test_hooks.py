@@ -99,6 +99,32 @@ def test_render_refuses_keys_cookiecutter_would_silently_ignore(tmp_path: Path) 
         render({"use_cahce": False}, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("use_sessions", "rate_limiting", "lost"),
+    [(True, "none", "sessions"), (False, "gcra", "rate-limit counters"), (True, "gcra", "sessions")],
+)
+def test_no_persistence_with_sessions_or_limits_warns_what_a_restart_loses(
+    use_sessions: bool,
+    rate_limiting: str,
+    lost: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    answers = {"redis_persistence": "none", "use_sessions": use_sessions, "rate_limiting": rate_limiting}
+    render(answers, tmp_path)
+    stderr = capfd.readouterr().err
+    assert "warning: redis_persistence=none" in stderr
+    assert lost in stderr
+    assert "restart" in stderr
+
+
+def test_no_persistence_for_a_pure_cache_does_not_warn(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    render({"redis_persistence": "none", "use_sessions": False, "rate_limiting": "none"}, tmp_path)
+    assert "warning" not in capfd.readouterr().err
+
+
 def test_no_variable_switches_on_nested_templates_or_breaks_cruft() -> None:
     forbidden = {"template", "templates", "_output_dir", "_repo_dir", "_checkout", "_cookiecutter"}
     assert not forbidden & set(COOKIECUTTER_JSON)

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +83,10 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     password: str | None = None
+    # A command that starts redis-server its own way (redis/entrypoint.sh with the
+    # project's redis.conf); the suite still chooses port, address and directory.
+    launcher: Sequence[str] = ()
+    env: Mapping[str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -91,6 +95,16 @@ class RedisServer:
 
     def command(self) -> list[str]:
         assert REDIS_SERVER is not None
+        if self.launcher:
+            return [
+                *self.launcher,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--daemonize", "no",
+                "--logfile", str(self.directory / "redis.log"),
+                *self.extra_args,
+            ]  # fmt: skip
         return [
             REDIS_SERVER,
             "--port", str(self.port),
@@ -105,7 +119,9 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, env=dict(self.env) if self.env else None
+        )
         wait_until_ready(self.port, self.process)
         return self
 

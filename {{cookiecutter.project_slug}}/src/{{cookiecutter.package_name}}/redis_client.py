@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     TryAgainError,
@@ -44,6 +45,7 @@ REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     ClusterDownError,
     TryAgainError,
     ReadOnlyError,  # a write reached a replica during a failover
+    OutOfMemoryError,  # maxmemory reached under noeviction: writes are refused
     RedisClusterException,
 )
 # The same, plus what a deadline (asyncio.timeout) or a raw socket raises.
