@@ -150,6 +150,12 @@ def requests_per_second(port: int, path: str, connections: int, seconds: float) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument(
+        "--topology",
+        default="standalone",
+        choices=["standalone", "sentinel", "cluster"],
+        help="REDIS_TOPOLOGY for --redis-url (the Redis this script starts is standalone)",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="load per route and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--connections", type=int, default=64)
@@ -172,6 +178,7 @@ def main() -> int:
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
+            "REDIS_TOPOLOGY": args.topology if args.redis_url else "standalone",
             "RATE_LIMIT_DEFAULT": "1000000000/second",
             "LOG_LEVEL": "WARNING",
             "APP_ENV": "development",

@@ -6,7 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.redis_client import RedisClient
 from {{ cookiecutter.package_name }}.settings import MEMORY_URL, Settings
 
+from tests.redis_deployments import REDIS_CLI, LocalCluster, LocalSentinelSet
 from tests.redis_servers import REDIS_SERVER, RedisServer, external_url
 
 NO_REDIS_REASON = (
@@ -43,12 +45,14 @@ SettingsFactory = Callable[..., Settings]
 
 @pytest.fixture
 def make_settings() -> SettingsFactory:
-    """Settings for tests: no .env, APP_ENV=test and a key prefix of the test's own."""
+    """Settings for tests: no .env, APP_ENV=test, a key prefix of the test's own, and the
+    in-process fake Redis unless a test points elsewhere."""
 
     def factory(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "app_env": "test",
             "redis_url": MEMORY_URL,
+            "redis_topology": "standalone",
             "redis_key_prefix": f"test-{uuid.uuid4().hex[:12]}",
             "log_level": "WARNING",
         }
@@ -102,33 +106,89 @@ def _require_redis() -> None:
 
 @dataclass
 class RedisTarget:
-    """Where integration tests find Redis; `server` is set when this suite started it."""
+    """Where integration tests find Redis, in the topology under test.
 
+    TEST_REDIS_TOPOLOGY (standalone, sentinel or cluster; default: the project's own
+    REDIS_TOPOLOGY) picks the deployment this suite starts, or TEST_REDIS_URL names one the
+    environment provides (a CI service container).
+    """
+
+    topology: str
     url: str
-    server: RedisServer | None
+    # The servers a client's round trip can land on (the masters): what MONITOR watches.
+    monitor_urls: list[str]
+    # What Settings need to reach it.
+    settings: dict[str, Any] = field(default_factory=dict)
 
-    def admin(self) -> Redis:
+    def admin(self) -> RedisClient:
+        """A client for looking around (cluster-aware); close it after use."""
+        if self.topology == "cluster":
+            return RedisCluster.from_url(self.url)
         return Redis.from_url(self.url)
+
+
+TOPOLOGY = os.environ.get("TEST_REDIS_TOPOLOGY") or str(
+    Settings.model_fields["redis_topology"].default
+)
 
 
 @pytest.fixture(scope="session")
 def redis_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTarget]:
     url = external_url()
     if url:
-        yield RedisTarget(url=url, server=None)
+        overrides = {"redis_url": url, "redis_topology": TOPOLOGY}
+        yield RedisTarget(topology=TOPOLOGY, url=url, monitor_urls=[url], settings=overrides)
         return
-    if REDIS_SERVER is None:
+    if REDIS_SERVER is None or (TOPOLOGY == "cluster" and REDIS_CLI is None):
         _require_redis()
-    server = RedisServer(directory=tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield RedisTarget(url=server.url, server=server)
-    finally:
-        server.stop()
+    directory = tmp_path_factory.mktemp("redis")
+    if TOPOLOGY == "cluster":
+        cluster = LocalCluster(directory).start()
+        try:
+            yield RedisTarget(
+                topology="cluster",
+                url=cluster.url,
+                monitor_urls=[master.url for master in cluster.masters()],
+                settings={
+                    "redis_topology": "cluster",
+                    "redis_url": cluster.url,
+                    "redis_cluster_nodes": cluster.addresses[1:],
+                },
+            )
+        finally:
+            cluster.stop()
+    elif TOPOLOGY == "sentinel":
+        deployment = LocalSentinelSet(directory).start()
+        try:
+            master = deployment.master()
+            yield RedisTarget(
+                topology="sentinel",
+                url=master.url,
+                monitor_urls=[master.url],
+                settings={
+                    "redis_topology": "sentinel",
+                    "redis_url": "redis://127.0.0.1/0",  # credentials and db only: the
+                    "redis_sentinels": deployment.addresses,  # sentinels name the master
+                },
+            )
+        finally:
+            deployment.stop()
+    else:
+        server = RedisServer(directory=directory).start()
+        try:
+            yield RedisTarget(
+                topology="standalone",
+                url=server.url,
+                monitor_urls=[server.url],
+                settings={"redis_url": server.url, "redis_topology": "standalone"},
+            )
+        finally:
+            server.stop()
 
 
 @pytest.fixture
 def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server only this test uses, so it may stop, kill or restart it."""
+    """A standalone server only this test uses, so it may stop, kill or restart it."""
     if REDIS_SERVER is None:
         _require_redis()
     server = RedisServer(directory=tmp_path / "redis").start()
@@ -140,53 +200,9 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def real_settings(make_settings: SettingsFactory, redis_target: RedisTarget) -> SettingsFactory:
-    """Settings pointing at the real Redis; overrides as keyword arguments."""
+    """Settings pointing at the real Redis under test; overrides as keyword arguments."""
 
     def factory(**overrides: Any) -> Settings:
-        return make_settings(**{"redis_url": redis_target.url, **overrides})
+        return make_settings(**{**redis_target.settings, **overrides})
 
     return factory
-
-
-class CommandCounter:
-    """Counts the commands a Redis server executed, from INFO commandstats deltas.
-
-    Commands run inside Lua scripts are counted too (by name), which is how a test
-    can tell a script that only read from one that also wrote. The server must be
-    one only this test-suite uses (its own, or a CI service container).
-    """
-
-    def __init__(self, url: str) -> None:
-        # One connection for both snapshots, so connecting is not counted.
-        self._admin = Redis.from_url(url, single_connection_client=True)
-        self._before: dict[str, int] = {}
-
-    async def _snapshot(self) -> dict[str, int]:
-        stats = await self._admin.info("commandstats")
-        return {
-            name.removeprefix("cmdstat_"): int(value["calls"])
-            for name, value in stats.items()
-            if isinstance(value, dict)
-        }
-
-    async def start(self) -> None:
-        self._before = await self._snapshot()
-
-    async def delta(self) -> dict[str, int]:
-        """Commands run since start(), by name; the counter's own INFO is left out."""
-        after = await self._snapshot()
-        counts = {name: calls - self._before.get(name, 0) for name, calls in after.items()}
-        counts["info"] -= 1  # start()'s snapshot
-        return {name: calls for name, calls in counts.items() if calls}
-
-    async def close(self) -> None:
-        await self._admin.aclose()
-
-
-@pytest.fixture
-async def command_counter(redis_target: RedisTarget) -> AsyncIterator[CommandCounter]:
-    counter = CommandCounter(redis_target.url)
-    try:
-        yield counter
-    finally:
-        await counter.close()

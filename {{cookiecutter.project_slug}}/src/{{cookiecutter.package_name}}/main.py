@@ -31,7 +31,7 @@ from .ratelimit import (
 {%- endif %}
 )
 {%- endif %}
-from .redis_client import build_client
+from .redis_client import build_client, prepare
 {%- if cookiecutter.use_sessions and cookiecutter.rate_limiting != "none" %}
 from .sessions import SessionStore, user_from_cookie
 {%- elif cookiecutter.use_sessions %}
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = build_client(settings)
+        await prepare(app.state.redis)
 {%- if cookiecutter.use_cache %}
         app.state.cache = Cache(app.state.redis, settings)
 {%- endif %}

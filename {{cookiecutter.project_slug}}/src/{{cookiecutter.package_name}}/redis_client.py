@@ -184,6 +184,21 @@ def build_client(settings: Settings) -> RedisClient:
     return BoundedRedis.from_pool(pool)
 
 
+async def prepare(client: RedisClient) -> None:
+    """Startup work that would otherwise race under the first burst of requests.
+
+    A cluster client discovers the slot map on first use; many concurrent first commands
+    would each try to, and redis-py can then drop connections that others are opening.
+    Discover it once, now. If Redis is down, start anyway: the features fail open or
+    answer 503 until it is back, and the client discovers the map then.
+    """
+    if isinstance(client, RedisCluster):
+        try:
+            await client.initialize()
+        except UNAVAILABLE_ERRORS as error:
+            logger.warning("Redis Cluster not reachable at startup (%s)", error.__class__.__name__)
+
+
 def _memory_client() -> Redis:
     try:
         import fakeredis

@@ -446,7 +446,18 @@ class SessionContext:
             return []
         return await self._store.active_sessions(self.session)
 
+    def _forget_cookie_headers(self) -> None:
+        """Drop Set-Cookie headers for our cookie written earlier in this request: the
+        browser should see one instruction, the last."""
+        name = self._settings.session_cookie_key.encode() + b"="
+        self._response.raw_headers[:] = [
+            (key, value)
+            for key, value in self._response.raw_headers
+            if not (key == b"set-cookie" and value.startswith(name))
+        ]
+
     def _set_cookie(self, session: Session) -> None:
+        self._forget_cookie_headers()
         self._response.set_cookie(
             self._settings.session_cookie_key,
             session.cookie.value,
@@ -458,6 +469,7 @@ class SessionContext:
         )
 
     def _clear_cookie(self) -> None:
+        self._forget_cookie_headers()
         self._response.delete_cookie(
             self._settings.session_cookie_key,
             path="/",

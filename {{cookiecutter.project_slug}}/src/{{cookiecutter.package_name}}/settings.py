@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     # Redis connection
     redis_url: str = "redis://localhost:6379/0"
-    redis_topology: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    redis_topology: Literal["standalone", "sentinel", "cluster"] = "{{ cookiecutter.redis_topology }}"
     redis_key_prefix: str = "{{ cookiecutter.project_slug }}"
     redis_max_connections: int = Field(default=50, ge=1, le=10_000)
     redis_pool_timeout_seconds: float = Field(default=1.0, gt=0)
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     # Redis outages: after this many failures in a row, skip Redis for the cooldown
     redis_breaker_threshold: int = Field(default=5, ge=1)
-    redis_breaker_cooldown_seconds: float = Field(default=5.0, gt=0)
+    redis_breaker_cooldown_seconds: float = Field(default=2.0, gt=0)
 {%- endif %}
 {%- if cookiecutter.use_cache %}
 

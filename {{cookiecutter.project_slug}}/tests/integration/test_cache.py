@@ -262,7 +262,7 @@ async def test_put_invalidates_the_items_cached_responses(settings: Settings) ->
 async def test_a_bad_item_id_is_422_and_never_reaches_redis(
     settings: Settings, redis_target: RedisTarget
 ) -> None:
-    async with serve(settings) as service, record_commands(redis_target.url) as recording:
+    async with serve(settings) as service, record_commands(*redis_target.monitor_urls) as recording:
         responses = [
             await service.client.get(path)
             for path in ("/items/has%20space", "/items/" + "x" * 65, "/items/%F0%9F%92%A5")
@@ -290,7 +290,7 @@ async def test_a_hit_costs_exactly_one_round_trip(
     async with serve(settings) as service:
         await get(service.client)
         await get(service.client)  # scripts loaded, entry stored
-        async with record_commands(redis_target.url) as recording:
+        async with record_commands(*redis_target.monitor_urls) as recording:
             response = await get(service.client)
     assert response.headers["x-cache"] == "HIT"
     assert recording.round_trips_touching("{c:") == ["evalsha"]
@@ -302,7 +302,7 @@ async def test_a_miss_costs_at_most_three_round_trips(
 ) -> None:
     async with serve(settings) as service:
         await get(service.client, "/items/warm-up")
-        async with record_commands(redis_target.url) as recording:
+        async with record_commands(*redis_target.monitor_urls) as recording:
             response = await get(service.client, "/items/cold")
     assert response.headers["x-cache"] == "MISS"
     assert recording.round_trips_touching("{c:") == ["evalsha", "evalsha"]  # lookup + store

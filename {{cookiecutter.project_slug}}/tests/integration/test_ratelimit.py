@@ -130,7 +130,7 @@ async def test_a_limited_request_costs_one_round_trip(
 ) -> None:
     async with serve(real_settings()) as service:
         await service.client.get("/")  # script loaded
-        async with record_commands(redis_target.url) as recording:
+        async with record_commands(*redis_target.monitor_urls) as recording:
             response = await service.client.get("/")
     assert response.status_code == 200
     assert recording.round_trips == ["evalsha"]
@@ -143,7 +143,7 @@ async def test_exempt_routes_never_touch_redis(
     paths = ["/health/live", "/health/live", "/test/exempt", "/test/exempt", "/docs"]
     async with (
         serve(settings, app_with_test_routes(settings)) as service,
-        record_commands(redis_target.url) as recording,
+        record_commands(*redis_target.monitor_urls) as recording,
     ):
         responses = [await service.client.get(path) for path in paths]
     assert {response.status_code for response in responses} == {200}

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -233,7 +232,7 @@ async def test_a_read_only_request_writes_nothing_in_one_round_trip(
     async with serve(settings) as service:
         await login(service.client)
         await service.client.get("/auth/me")  # script loaded
-        async with record_commands(redis_target.url) as recording:
+        async with record_commands(*redis_target.monitor_urls) as recording:
             response = await service.client.get("/auth/me")
     assert response.status_code == 200
     assert recording.round_trips_touching("{s:") == ["evalsha"]
@@ -244,7 +243,7 @@ async def test_login_costs_two_round_trips(settings: Settings, redis_target: Red
     async with serve(settings) as service:
         await login(service.client)
         service.client.cookies.clear()
-        async with record_commands(redis_target.url) as recording:
+        async with record_commands(*redis_target.monitor_urls) as recording:
             await login(service.client, register=False)
     # The account, then the new session.
     assert recording.round_trips_touching("{s:") == ["get", "evalsha"]
@@ -304,12 +303,12 @@ async def test_bad_cookies_read_as_no_session_never_500(settings: Settings, cook
 async def test_redis_keys_never_contain_a_raw_session_id(
     settings: Settings, redis_target: RedisTarget
 ) -> None:
-    async with serve(settings) as service, record_commands(redis_target.url) as recording:
+    async with serve(settings) as service, record_commands(*redis_target.monitor_urls) as recording:
         await service.client.patch("/auth/preferences", json={"theme": "dark"})
         await login(service.client)
         await service.client.get("/auth/me")
         token = service.client.cookies[COOKIE].rsplit(".", 1)[1]
-    admin = Redis.from_url(redis_target.url)
+    admin = redis_target.admin()
     try:
         keys = [
             key.decode() async for key in admin.scan_iter(match=f"{settings.redis_key_prefix}:*")

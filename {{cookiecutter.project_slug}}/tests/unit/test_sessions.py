@@ -85,6 +85,7 @@ def test_secure_cookies_get_the_host_prefix() -> None:
         _env_file=None,
         app_env="production",
         redis_url="redis://redis:6379/0",
+        redis_topology="standalone",
         session_secret="x" * 32,
     )
     development = Settings(_env_file=None)

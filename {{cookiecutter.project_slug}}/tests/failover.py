@@ -1,0 +1,166 @@
+"""Shared by the topology tests: load that runs through a failover, and the state (sessions,
+limits, cache) written before it, checked after it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.main import create_app
+{%- if cookiecutter.rate_limiting != "none" %}
+from {{ cookiecutter.package_name }}.ratelimit import rate_limit
+{%- endif %}
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from tests.conftest import Service, SettingsFactory
+
+PASSWORD = "correct horse battery"
+
+
+def app_for_failover(settings: Settings) -> FastAPI:
+    app = create_app(settings)
+{%- if cookiecutter.rate_limiting != "none" %}
+
+    @app.get("/failover/limited")
+    @rate_limit("10/day", name="failover")
+    async def limited() -> dict[str, bool]:
+        return {"ok": True}
+{%- endif %}
+
+    return app
+{%- if cookiecutter.rate_limiting != "none" %}
+
+
+def remaining(response: httpx.Response) -> int:
+    return int(response.headers["ratelimit"].split(";r=")[1].split(";")[0])
+{%- endif %}
+
+
+def failover_settings(make_settings: SettingsFactory, **overrides: Any) -> Settings:
+    """Settings for a service under failover tests (fast password hashing, roomy limits)."""
+    return make_settings(
+{%- if cookiecutter.use_sessions %}
+        password_hash_cost=10,
+        session_secret="f" * 40,
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+        rate_limit_default="100000/hour",
+{%- endif %}
+        **overrides,
+    )
+
+
+@dataclass
+class Load:
+    """Requests the service without pause, recording (time, status) of every answer."""
+
+    client: httpx.AsyncClient
+    paths: tuple[str, ...]
+    answers: list[tuple[float, int]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            for path in self.paths:
+                response = await self.client.get(path)
+                self.answers.append((time.monotonic(), response.status_code))
+            await asyncio.sleep(0.02)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    def server_errors_after(self, moment: float) -> list[int]:
+        return [status for at, status in self.answers if at >= moment and status >= 500]
+
+
+RECOVERY_LIMIT_SECONDS = 30
+
+
+async def answering_again(service: Service, since: float) -> float:
+    """Seconds from `since` until readiness (and the session, when there is one) is OK."""
+    deadline = time.monotonic() + RECOVERY_LIMIT_SECONDS
+    while time.monotonic() < deadline:
+        ready = await service.client.get("/health/ready")
+{%- if cookiecutter.use_sessions %}
+        me = await service.client.get("/auth/me")
+        if ready.status_code == 200 and me.status_code == 200:
+            return time.monotonic() - since
+{%- else %}
+        if ready.status_code == 200:
+            return time.monotonic() - since
+{%- endif %}
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the service did not recover within {RECOVERY_LIMIT_SECONDS} s")
+
+
+def probe_paths() -> tuple[str, ...]:
+    return (
+        "/health/ready",
+{%- if cookiecutter.use_sessions %}
+        "/auth/me",
+{%- endif %}
+{%- if cookiecutter.use_cache %}
+        "/items/under-load",
+{%- endif %}
+    )
+
+
+@dataclass
+class Before:
+    """What the service held before the failover."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+async def write_state(client: httpx.AsyncClient) -> Before:
+    before = Before()
+{%- if cookiecutter.use_sessions %}
+    body = {"username": "failover", "password": PASSWORD}
+    assert (await client.post("/auth/register", json=body)).status_code == 201
+    login = await client.post("/auth/login", json=body)
+    before.values["csrf"] = login.json()["csrf_token"]
+    await client.patch(
+        "/auth/preferences", json={"kept": "yes"}, headers={"x-csrf-token": before.values["csrf"]}
+    )
+{%- endif %}
+{%- if cookiecutter.use_cache %}
+    first = await client.get("/items/kept")
+    before.values["etag"] = first.headers["etag"]
+    before.values["computed_at"] = first.json()["computed_at"]
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+    for _ in range(3):
+        response = await client.get("/failover/limited")
+    before.values["remaining"] = remaining(response)
+{%- endif %}
+    return before
+
+
+async def check_state(client: httpx.AsyncClient, before: Before) -> None:
+    """Everything written (and replicated) before the failover is still there."""
+{%- if cookiecutter.use_sessions %}
+    assert (await client.get("/auth/me")).json() == {"username": "failover"}
+    assert (await client.get("/auth/preferences")).json()["kept"] == "yes"
+{%- endif %}
+{%- if cookiecutter.use_cache %}
+    cached = await client.get("/items/kept")
+    assert cached.headers["x-cache"] in {"HIT", "STALE"}
+    assert cached.json()["computed_at"] == before.values["computed_at"]
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+    # The count went on from where it was (10 a day refills nothing in seconds).
+    after = remaining(await client.get("/failover/limited"))
+    assert after == before.values["remaining"] - 1
+{%- endif %}
+    assert (await client.get("/health/ready")).status_code == 200

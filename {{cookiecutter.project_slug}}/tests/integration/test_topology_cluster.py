@@ -1,0 +1,176 @@
+"""Redis Cluster, on a real local deployment (3 masters, 3 replicas): the service survives
+a master's death with load running, and two server processes share everything."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from {{ cookiecutter.package_name }}.redis_client import hash_tagged
+{%- if cookiecutter.use_sessions %}
+from {{ cookiecutter.package_name }}.sessions import user_tag
+{%- endif %}
+
+from tests.conftest import SettingsFactory, serve
+from tests.failover import (
+    Load,
+    answering_again,
+    app_for_failover,
+    check_state,
+    failover_settings,
+    probe_paths,
+    write_state,
+)
+from tests.redis_deployments import REDIS_CLI, LocalCluster, wait_replicated
+from tests.redis_servers import REDIS_SERVER, RedisServer, free_port
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(
+        REDIS_SERVER is None or REDIS_CLI is None,
+        reason="needs redis-server and redis-cli to build the cluster",
+    ),
+]
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster of this test's own: the failover test kills one of its masters."""
+    started = LocalCluster(tmp_path).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def cluster_settings(cluster: LocalCluster) -> dict[str, object]:
+    return {
+        "redis_topology": "cluster",
+        "redis_url": cluster.url,
+        "redis_cluster_nodes": cluster.addresses[1:],
+    }
+
+
+async def master_serving(cluster: LocalCluster, key: str) -> RedisServer:
+    client = RedisCluster.from_url(cluster.url)
+    try:
+        await client.initialize()
+        node = client.get_node_from_key(key)
+    finally:
+        await client.aclose()
+    assert node is not None
+    return next(server for server in cluster.nodes if server.port == node.port)
+
+
+async def test_the_service_recovers_from_a_masters_death_without_losing_replicated_data(
+    make_settings: SettingsFactory, cluster: LocalCluster
+) -> None:
+    settings = failover_settings(make_settings, **cluster_settings(cluster))
+    async with serve(settings, app_for_failover(settings)) as service:
+        ready = (await service.client.get("/health/ready")).json()
+        assert ready["redis"] == {"topology": "cluster", "cluster_state": "ok"}
+        before = await write_state(service.client)
+        for master in cluster.masters():
+            wait_replicated(master.port, replicas=1)
+        # The master of the slot that holds most of the state written above.
+{%- if cookiecutter.use_sessions %}
+        tag = f"s:{user_tag('failover')}"
+{%- else %}
+        tag = "c:v1:items"
+{%- endif %}
+        victim = await master_serving(cluster, hash_tagged(settings.redis_key_prefix, tag, "x"))
+
+        load = Load(service.client, probe_paths())
+        load.start()
+        await asyncio.sleep(0.5)
+        killed_at = time.monotonic()
+        victim.kill()
+        recovery = await answering_again(service, since=killed_at)
+        recovered_at = killed_at + recovery
+        await asyncio.sleep(2)
+        await load.stop()
+        await check_state(service.client, before)
+    print(f"\ncluster failover: the service answered again {recovery:.2f} s after the kill")
+    assert recovery < 20
+    assert load.server_errors_after(recovered_at) == []
+
+
+@asynccontextmanager
+async def uvicorn_process(environment: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A separate server process (uvicorn, one worker) running this project's app."""
+    port = free_port()
+    python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
+        "--factory", "--port", str(port), "--no-access-log", "--log-level", "warning",
+        env={**os.environ, **environment, "PYTHONPATH": python_path},
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await client.get("/health/live")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(0.1)
+            yield client
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_two_server_processes_share_limits_sessions_and_cache(cluster: LocalCluster) -> None:
+    environment = {
+        "APP_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        "REDIS_TOPOLOGY": "cluster",
+        "REDIS_URL": cluster.url,
+        "REDIS_CLUSTER_NODES": ",".join(cluster.addresses[1:]),
+        "REDIS_KEY_PREFIX": f"two-processes-{os.getpid()}",
+{%- if cookiecutter.use_sessions %}
+        "SESSION_SECRET": "t" * 40,
+        "PASSWORD_HASH_COST": "10",
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+        "RATE_LIMIT_DEFAULT": "20/day",
+        "RATE_LIMIT_EXEMPT_PATHS": "/health,/auth,/items",
+{%- endif %}
+    }
+    async with uvicorn_process(environment) as first, uvicorn_process(environment) as second:
+        pair = (first, second)
+        assert [(await client.get("/health/ready")).status_code for client in pair] == [200, 200]
+{%- if cookiecutter.rate_limiting != "none" %}
+        # Limits: one quota for both processes, exactly.
+        statuses = [(await pair[i % 2].get("/")).status_code for i in range(30)]
+        assert statuses.count(200) == 20
+        assert statuses.count(429) == 10
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+        # Sessions: logged in through one process, known to the other.
+        body = {"username": "both", "password": "correct horse battery"}
+        assert (await first.post("/auth/register", json=body)).status_code == 201
+        assert (await first.post("/auth/login", json=body)).status_code == 200
+        second.cookies.update(first.cookies)
+        assert (await second.get("/auth/me")).json() == {"username": "both"}
+{%- endif %}
+{%- if cookiecutter.use_cache %}
+        # Cache: computed by one process, served by the other with the same ETag.
+        computed = await first.get("/items/shared")
+        served = await second.get("/items/shared")
+        assert (computed.headers["x-cache"], served.headers["x-cache"]) == ("MISS", "HIT")
+        assert served.headers["etag"] == computed.headers["etag"]
+{%- endif %}

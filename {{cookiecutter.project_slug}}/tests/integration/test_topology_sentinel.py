@@ -1,0 +1,71 @@
+"""Sentinel, on a real local deployment (1 master, 2 replicas, 3 sentinels): the service
+survives the master's death, with load running, and loses nothing that was replicated."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SettingsFactory, serve
+from tests.failover import (
+    Load,
+    answering_again,
+    app_for_failover,
+    check_state,
+    failover_settings,
+    probe_paths,
+    write_state,
+)
+from tests.redis_deployments import LocalSentinelSet, wait_replicated
+from tests.redis_servers import REDIS_SERVER
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server for the deployment"),
+]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[LocalSentinelSet]:
+    """A deployment of this test's own: the test kills its master."""
+    started = LocalSentinelSet(tmp_path).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+async def test_the_service_recovers_from_the_masters_death_without_losing_replicated_data(
+    make_settings: SettingsFactory, deployment: LocalSentinelSet
+) -> None:
+    settings = failover_settings(
+        make_settings,
+        redis_topology="sentinel",
+        redis_url="redis://127.0.0.1/0",
+        redis_sentinels=deployment.addresses,
+    )
+    async with serve(settings, app_for_failover(settings)) as service:
+        assert (await service.client.get("/health/ready")).json()["redis"]["topology"] == "sentinel"
+        before = await write_state(service.client)
+        old_master = deployment.master()
+        wait_replicated(old_master.port, replicas=2)  # both replicas have all written so far
+
+        load = Load(service.client, probe_paths())
+        load.start()
+        await asyncio.sleep(0.5)
+        killed_at = time.monotonic()
+        old_master.kill()
+        recovery = await answering_again(service, since=killed_at)
+        recovered_at = killed_at + recovery
+        await asyncio.sleep(2)  # keep the load on after the recovery
+        await load.stop()
+        await check_state(service.client, before)
+        new_master = deployment.master_port()
+    print(f"\nsentinel failover: the service answered again {recovery:.2f} s after the kill")
+    assert new_master != old_master.port
+    assert recovery < 20
+    assert load.server_errors_after(recovered_at) == []

@@ -1,0 +1,231 @@
+"""Local Redis Cluster and Sentinel deployments for the test-suite: real processes on free
+loopback ports, in a temporary directory, stopped afterwards.
+
+    cluster:  6 nodes (3 masters, 3 replicas) made with `redis-cli --cluster create`
+    sentinel: 1 master, 2 replicas and 3 sentinels watching service `mymaster`
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.redis_servers import REDIS_SERVER, RedisServer, send_command
+
+REDIS_CLI = shutil.which("redis-cli")
+SENTINEL_SERVICE = "mymaster"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A port whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port < 55535 and _port_is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def info_field(port: int, section: str, name: str) -> str:
+    reply = send_command(port, "INFO", section).decode(errors="replace")
+    for line in reply.splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+@dataclass
+class LocalCluster:
+    directory: Path
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    def start(self) -> LocalCluster:
+        assert REDIS_CLI is not None
+        for index in range(6):
+            node = RedisServer(
+                directory=self.directory / f"node{index}",
+                port=free_cluster_port(),
+                extra_args=(
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", "2000",
+                ),
+            )  # fmt: skip
+            self.nodes.append(node.start())
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create",
+             *(f"127.0.0.1:{node.port}" for node in self.nodes),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        self.wait_until_ok()
+        return self
+
+    def wait_until_ok(self, timeout: float = 30) -> None:
+        live = [node for node in self.nodes if node.process and node.process.poll() is None]
+        wait_for(
+            lambda: (
+                all(info_cluster_state(node.port) == "ok" for node in live)
+                and len(self.masters()) == 3
+            ),
+            "cluster_state:ok",
+            timeout,
+        )
+
+    def masters(self) -> list[RedisServer]:
+        return [
+            node
+            for node in self.nodes
+            if node.process
+            and node.process.poll() is None
+            and info_field(node.port, "replication", "role") == "master"
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{node.port}" for node in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def wait_replicated(master_port: int, replicas: int, timeout: float = 15) -> None:
+    """Until `replicas` replicas of this master have everything it has written so far."""
+
+    def caught_up() -> bool:
+        reply = send_command(master_port, "INFO", "replication").decode(errors="replace")
+        fields = dict(line.split(":", 1) for line in reply.splitlines() if ":" in line)
+        target = int(fields.get("master_repl_offset", "0"))
+        offsets = [
+            int(value.split("offset=")[1].split(",")[0])
+            for name, value in fields.items()
+            if name.startswith("slave") and "state=online" in value
+        ]
+        return len([offset for offset in offsets if offset >= target]) >= replicas
+
+    wait_for(caught_up, f"{replicas} replica(s) of port {master_port} to catch up", timeout)
+
+
+def resp_fields(reply: bytes) -> dict[str, str]:
+    """A flat RESP array of bulk strings (name, value, name, value, ...) as a dict."""
+    items = [
+        line
+        for line in reply.decode(errors="replace").split("\r\n")
+        if line and not line.startswith(("*", "$"))
+    ]
+    return dict(zip(items[::2], items[1::2], strict=False))
+
+
+def info_cluster_state(port: int) -> str:
+    reply = send_command(port, "CLUSTER", "INFO").decode(errors="replace")
+    for line in reply.splitlines():
+        if line.startswith("cluster_state:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+@dataclass
+class LocalSentinelSet:
+    directory: Path
+    data_nodes: list[RedisServer] = field(default_factory=list)
+    sentinels: list[RedisServer] = field(default_factory=list)
+
+    def start(self) -> LocalSentinelSet:
+        master = RedisServer(directory=self.directory / "master").start()
+        self.data_nodes.append(master)
+        for index in range(2):
+            replica = RedisServer(
+                directory=self.directory / f"replica{index}",
+                extra_args=("--replicaof", "127.0.0.1", str(master.port)),
+            )
+            self.data_nodes.append(replica.start())
+        for index in range(3):
+            directory = self.directory / f"sentinel{index}"
+            directory.mkdir(parents=True)
+            conf = directory / "sentinel.conf"  # sentinels rewrite it: a file of their own
+            conf.write_text(
+                f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master.port} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n"
+                f"sentinel failover-timeout {SENTINEL_SERVICE} 5000\n"
+                f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+            )
+            sentinel = SentinelProcess(directory=directory, conf=conf)
+            self.sentinels.append(sentinel.start())
+        wait_for(self._settled, "sentinels to see the master, both replicas and each other")
+        return self
+
+    def _settled(self) -> bool:
+        for sentinel in self.sentinels:
+            reply = send_command(sentinel.port, "SENTINEL", "MASTER", SENTINEL_SERVICE)
+            fields = resp_fields(reply)
+            if fields.get("num-slaves") != "2" or fields.get("num-other-sentinels") != "2":
+                return False
+        return all(
+            info_field(node.port, "replication", "master_link_status") == "up"
+            for node in self.data_nodes[1:]
+        )
+
+    def master_port(self) -> int:
+        reply = send_command(
+            self.sentinels[0].port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE
+        )
+        return int(reply.decode().split("\r\n")[-2])
+
+    def master(self) -> RedisServer:
+        port = self.master_port()
+        return next(node for node in self.data_nodes if node.port == port)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels]
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.data_nodes]:
+            process.stop()
+
+
+@dataclass
+class SentinelProcess(RedisServer):
+    conf: Path = Path()
+
+    def command(self) -> list[str]:
+        assert REDIS_SERVER is not None
+        return [
+            REDIS_SERVER, str(self.conf), "--sentinel",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
