@@ -8,7 +8,13 @@
 #
 # Passwords come from REDIS_APP_PASSWORD and REDIS_ADMIN_PASSWORD, or from files named
 # by REDIS_APP_PASSWORD_FILE and REDIS_ADMIN_PASSWORD_FILE (Docker secrets). They reach
-# Redis only as SHA-256 hashes in an ACL file that only this user can read.
+# Redis only as SHA-256 hashes in an ACL file, and (for replication) in a config file,
+# both readable by this user only, never on a command line.
+#
+# Optional, for replicated deployments (compose.yaml sets them):
+#   REDIS_REPLICA_OF="host port"   start as a replica of that master
+#   REDIS_CLUSTER=yes              start as a Redis Cluster node
+#   REDIS_ANNOUNCE_HOSTNAME=name   the name other nodes and clients should use
 # Extra arguments are passed to redis-server (compose adds --bind, tests add --port).
 set -eu
 
@@ -16,7 +22,7 @@ conf=${REDIS_CONF:-/usr/local/etc/redis/redis.conf}
 acl_dir=${REDIS_ACL_DIR:-/tmp}
 prefix=${REDIS_KEY_PREFIX:-{{ cookiecutter.project_slug }}}
 
-secret_hash() {
+secret() {
     eval "value=\${$1:-}"
     eval "file=\${$1_FILE:-}"
     if [ -z "$value" ] && [ -n "$file" ]; then
@@ -26,15 +32,20 @@ secret_hash() {
         echo "entrypoint.sh: set $1 (or $1_FILE)" >&2
         exit 1
     fi
+    printf '%s' "$value"
+}
+
+sha256() {
     if command -v sha256sum >/dev/null 2>&1; then
-        printf '%s' "$value" | sha256sum | cut -d ' ' -f 1
+        sha256sum | cut -d ' ' -f 1
     else
-        printf '%s' "$value" | shasum -a 256 | cut -d ' ' -f 1
+        shasum -a 256 | cut -d ' ' -f 1
     fi
 }
 
-admin_hash=$(secret_hash REDIS_ADMIN_PASSWORD)
-app_hash=$(secret_hash REDIS_APP_PASSWORD)
+admin_password=$(secret REDIS_ADMIN_PASSWORD)
+admin_hash=$(printf '%s' "$admin_password" | sha256)
+app_hash=$(secret REDIS_APP_PASSWORD | sha256)
 
 umask 077
 acl_file="$acl_dir/redis-users.acl"
@@ -44,4 +55,30 @@ user admin on #$admin_hash ~* &* +@all
 user app on #$app_hash resetkeys ~$prefix:* resetchannels -@all +@read +@write +@scripting +@connection +time -@dangerous -@admin -scan -function -script|flush -script|kill -script|debug +cluster|info +cluster|slots +cluster|shards +cluster|nodes
 ACL
 
-exec redis-server "$conf" --aclfile "$acl_file" "$@"
+runtime="$acl_dir/redis-runtime.conf"
+{
+    echo "include $conf"
+    echo "aclfile $acl_file"
+    if [ -n "${REDIS_REPLICA_OF:-}" ]; then
+        echo "replicaof $REDIS_REPLICA_OF"
+    fi
+    if [ -n "${REDIS_REPLICA_OF:-}" ] || [ "${REDIS_CLUSTER:-no}" = yes ]; then
+        # Replicas authenticate to their master as admin.
+        echo "masteruser admin"
+        echo "masterauth $admin_password"
+    fi
+    if [ "${REDIS_CLUSTER:-no}" = yes ]; then
+        echo "cluster-enabled yes"
+        echo "cluster-config-file nodes.conf"
+        echo "cluster-node-timeout 5000"
+    fi
+    if [ -n "${REDIS_ANNOUNCE_HOSTNAME:-}" ]; then
+        echo "replica-announce-ip $REDIS_ANNOUNCE_HOSTNAME"
+        if [ "${REDIS_CLUSTER:-no}" = yes ]; then
+            echo "cluster-announce-hostname $REDIS_ANNOUNCE_HOSTNAME"
+            echo "cluster-preferred-endpoint-type hostname"
+        fi
+    fi
+} > "$runtime"
+
+exec redis-server "$runtime" "$@"

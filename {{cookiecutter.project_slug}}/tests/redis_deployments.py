@@ -7,6 +7,7 @@ loopback ports, in a temporary directory, stopped afterwards.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -15,10 +16,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.redis_servers import REDIS_SERVER, RedisServer, send_command
+from tests.redis_servers import REDIS_SERVER, RedisServer, free_port, send_command
 
 REDIS_CLI = shutil.which("redis-cli")
 SENTINEL_SERVICE = "mymaster"
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Secured:
+    """Start nodes exactly as compose.yaml does: redis/entrypoint.sh (redis.conf, ACL users
+    from these passwords) and redis/sentinel.sh, instead of a bare redis-server."""
+
+    admin_password: str
+    app_password: str
+    prefix: str
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        return ("admin", self.admin_password)
+
+    def node(self, directory: Path, port: int, **environment: str) -> RedisServer:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "REDIS_CONF": str(PROJECT / "redis" / "redis.conf"),
+            "REDIS_ACL_DIR": str(directory),
+            "REDIS_KEY_PREFIX": self.prefix,
+            "REDIS_APP_PASSWORD": self.app_password,
+            "REDIS_ADMIN_PASSWORD": self.admin_password,
+            **environment,
+        }
+        launcher = ("sh", str(PROJECT / "redis" / "entrypoint.sh"))
+        return RedisServer(
+            directory=directory, port=port, launcher=launcher, env=env, auth=self.admin
+        )
 
 
 def _port_is_free(port: int) -> bool:
@@ -53,8 +84,8 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> N
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def info_field(port: int, section: str, name: str) -> str:
-    reply = send_command(port, "INFO", section).decode(errors="replace")
+def info_field(port: int, section: str, name: str, auth: tuple[str, str] | None = None) -> str:
+    reply = send_command(port, "INFO", section, auth=auth).decode(errors="replace")
     for line in reply.splitlines():
         if line.startswith(f"{name}:"):
             return line.split(":", 1)[1].strip()
@@ -64,26 +95,37 @@ def info_field(port: int, section: str, name: str) -> str:
 @dataclass
 class LocalCluster:
     directory: Path
+    secured: Secured | None = None
     nodes: list[RedisServer] = field(default_factory=list)
 
     def start(self) -> LocalCluster:
         assert REDIS_CLI is not None
         for index in range(6):
-            node = RedisServer(
-                directory=self.directory / f"node{index}",
-                port=free_cluster_port(),
-                extra_args=(
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "2000",
-                ),
-            )  # fmt: skip
+            directory = self.directory / f"node{index}"
+            directory.mkdir(parents=True)
+            port = free_cluster_port()
+            if self.secured:
+                node = self.secured.node(directory, port, REDIS_CLUSTER="yes")
+            else:
+                node = RedisServer(
+                    directory=directory,
+                    port=port,
+                    extra_args=(
+                        "--cluster-enabled", "yes",
+                        "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "2000",
+                    ),
+                )  # fmt: skip
             self.nodes.append(node.start())
+        login = ["--user", "admin"] if self.secured else []
+        environment = dict(os.environ)
+        if self.secured:
+            environment["REDISCLI_AUTH"] = self.secured.admin_password
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create",
+            [REDIS_CLI, *login, "--cluster", "create",
              *(f"127.0.0.1:{node.port}" for node in self.nodes),
              "--cluster-replicas", "1", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
+            check=True, capture_output=True, timeout=60, env=environment,
         )  # fmt: skip
         self.wait_until_ok()
         return self
@@ -92,7 +134,7 @@ class LocalCluster:
         live = [node for node in self.nodes if node.process and node.process.poll() is None]
         wait_for(
             lambda: (
-                all(info_cluster_state(node.port) == "ok" for node in live)
+                all(info_cluster_state(node.port, node.auth) == "ok" for node in live)
                 and len(self.masters()) == 3
             ),
             "cluster_state:ok",
@@ -105,7 +147,7 @@ class LocalCluster:
             for node in self.nodes
             if node.process
             and node.process.poll() is None
-            and info_field(node.port, "replication", "role") == "master"
+            and info_field(node.port, "replication", "role", node.auth) == "master"
         ]
 
     @property
@@ -121,11 +163,12 @@ class LocalCluster:
             node.stop()
 
 
-def wait_replicated(master_port: int, replicas: int, timeout: float = 15) -> None:
+def wait_replicated(master: RedisServer, replicas: int, timeout: float = 15) -> None:
     """Until `replicas` replicas of this master have everything it has written so far."""
 
     def caught_up() -> bool:
-        reply = send_command(master_port, "INFO", "replication").decode(errors="replace")
+        raw = send_command(master.port, "INFO", "replication", auth=master.auth)
+        reply = raw.decode(errors="replace")
         fields = dict(line.split(":", 1) for line in reply.splitlines() if ":" in line)
         target = int(fields.get("master_repl_offset", "0"))
         offsets = [
@@ -135,7 +178,7 @@ def wait_replicated(master_port: int, replicas: int, timeout: float = 15) -> Non
         ]
         return len([offset for offset in offsets if offset >= target]) >= replicas
 
-    wait_for(caught_up, f"{replicas} replica(s) of port {master_port} to catch up", timeout)
+    wait_for(caught_up, f"{replicas} replica(s) of port {master.port} to catch up", timeout)
 
 
 def resp_fields(reply: bytes) -> dict[str, str]:
@@ -148,8 +191,8 @@ def resp_fields(reply: bytes) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=False))
 
 
-def info_cluster_state(port: int) -> str:
-    reply = send_command(port, "CLUSTER", "INFO").decode(errors="replace")
+def info_cluster_state(port: int, auth: tuple[str, str] | None = None) -> str:
+    reply = send_command(port, "CLUSTER", "INFO", auth=auth).decode(errors="replace")
     for line in reply.splitlines():
         if line.startswith("cluster_state:"):
             return line.split(":", 1)[1].strip()
@@ -159,30 +202,51 @@ def info_cluster_state(port: int) -> str:
 @dataclass
 class LocalSentinelSet:
     directory: Path
+    secured: Secured | None = None
     data_nodes: list[RedisServer] = field(default_factory=list)
     sentinels: list[RedisServer] = field(default_factory=list)
 
+    def _data_node(self, name: str, replica_of: int | None) -> RedisServer:
+        directory = self.directory / name
+        directory.mkdir(parents=True)
+        if self.secured:
+            extra = {"REDIS_REPLICA_OF": f"127.0.0.1 {replica_of}"} if replica_of else {}
+            return self.secured.node(directory, free_port(), **extra)
+        args = ("--replicaof", "127.0.0.1", str(replica_of)) if replica_of else ()
+        return RedisServer(directory=directory, extra_args=args)
+
+    def _sentinel(self, directory: Path, master_port: int) -> RedisServer:
+        directory.mkdir(parents=True)
+        if self.secured:
+            port = free_port()
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "REDIS_ADMIN_PASSWORD": self.secured.admin_password,
+                "REDIS_MASTER_HOST": "127.0.0.1",
+                "REDIS_MASTER_PORT": str(master_port),
+                "SENTINEL_PORT": str(port),
+                "SENTINEL_DIR": str(directory),
+            }
+            launcher = ("sh", str(PROJECT / "redis" / "sentinel.sh"))
+            return RedisServer(directory=directory, port=port, launcher=launcher, env=env)
+        conf = directory / "sentinel.conf"  # sentinels rewrite it: a file of their own
+        conf.write_text(
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n"
+            f"sentinel failover-timeout {SENTINEL_SERVICE} 5000\n"
+            f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+        )
+        return SentinelProcess(directory=directory, conf=conf)
+
     def start(self) -> LocalSentinelSet:
-        master = RedisServer(directory=self.directory / "master").start()
+        master = self._data_node("master", None).start()
         self.data_nodes.append(master)
         for index in range(2):
-            replica = RedisServer(
-                directory=self.directory / f"replica{index}",
-                extra_args=("--replicaof", "127.0.0.1", str(master.port)),
-            )
-            self.data_nodes.append(replica.start())
+            self.data_nodes.append(self._data_node(f"replica{index}", master.port).start())
         for index in range(3):
-            directory = self.directory / f"sentinel{index}"
-            directory.mkdir(parents=True)
-            conf = directory / "sentinel.conf"  # sentinels rewrite it: a file of their own
-            conf.write_text(
-                f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master.port} 2\n"
-                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n"
-                f"sentinel failover-timeout {SENTINEL_SERVICE} 5000\n"
-                f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
+            self.sentinels.append(
+                self._sentinel(self.directory / f"sentinel{index}", master.port).start()
             )
-            sentinel = SentinelProcess(directory=directory, conf=conf)
-            self.sentinels.append(sentinel.start())
         wait_for(self._settled, "sentinels to see the master, both replicas and each other")
         return self
 
@@ -193,7 +257,7 @@ class LocalSentinelSet:
             if fields.get("num-slaves") != "2" or fields.get("num-other-sentinels") != "2":
                 return False
         return all(
-            info_field(node.port, "replication", "master_link_status") == "up"
+            info_field(node.port, "replication", "master_link_status", node.auth) == "up"
             for node in self.data_nodes[1:]
         )
 

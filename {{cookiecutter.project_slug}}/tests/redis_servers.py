@@ -28,12 +28,13 @@ def free_port() -> int:
 
 
 def send_command(
-    port: int, *words: str, password: str | None = None, timeout: float = 2.0
+    port: int, *words: str, auth: tuple[str, str] | None = None, timeout: float = 2.0
 ) -> bytes:
-    """One RESP command over a raw socket: enough for PING/SHUTDOWN without a client."""
+    """One RESP command over a raw socket (after AUTH user password when `auth` is given):
+    enough to ask a server how it is doing without a client library."""
     commands: list[tuple[str, ...]] = []
-    if password is not None:
-        commands.append(("AUTH", password))
+    if auth is not None:
+        commands.append(("AUTH", *auth))
     commands.append(words)
     payload = b"".join(
         b"*%d\r\n" % len(command)
@@ -82,7 +83,8 @@ class RedisServer:
     extra_args: Sequence[str] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
-    password: str | None = None
+    # (user, password) for looking inside, when the server has users.
+    auth: tuple[str, str] | None = None
     # A command that starts redis-server its own way (redis/entrypoint.sh with the
     # project's redis.conf); the suite still chooses port, address and directory.
     launcher: Sequence[str] = ()
@@ -90,8 +92,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        credentials = f"{self.auth[0]}:{self.auth[1]}@" if self.auth else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
         assert REDIS_SERVER is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,7 +31,7 @@ from tests.failover import (
     probe_paths,
     write_state,
 )
-from tests.redis_deployments import REDIS_CLI, LocalCluster, wait_replicated
+from tests.redis_deployments import REDIS_CLI, LocalCluster, Secured, wait_replicated
 from tests.redis_servers import REDIS_SERVER, RedisServer, free_port
 
 pytestmark = [
@@ -82,7 +83,7 @@ async def test_the_service_recovers_from_a_masters_death_without_losing_replicat
         assert ready["redis"] == {"topology": "cluster", "cluster_state": "ok"}
         before = await write_state(service.client)
         for master in cluster.masters():
-            wait_replicated(master.port, replicas=1)
+            wait_replicated(master, replicas=1)
         # The master of the slot that holds most of the state written above.
 {%- if cookiecutter.use_sessions %}
         tag = f"s:{user_tag('failover')}"
@@ -104,6 +105,35 @@ async def test_the_service_recovers_from_a_masters_death_without_losing_replicat
     print(f"\ncluster failover: the service answered again {recovery:.2f} s after the kill")
     assert recovery < 20
     assert load.server_errors_after(recovered_at) == []
+
+
+async def test_nodes_started_like_compose_form_a_cluster_the_app_user_can_use(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """entrypoint.sh with REDIS_CLUSTER=yes, ACL users, replicas authenticating as admin."""
+    secured = Secured(
+        admin_password=secrets.token_urlsafe(16),
+        app_password=secrets.token_urlsafe(16),
+        prefix=f"secured-{secrets.token_hex(4)}",
+    )
+    cluster = LocalCluster(tmp_path, secured=secured).start()
+    try:
+        app_url = f"redis://app:{secured.app_password}@127.0.0.1:{cluster.nodes[0].port}/0"
+        settings = failover_settings(
+            make_settings,
+            redis_topology="cluster",
+            redis_url=app_url,
+            redis_key_prefix=secured.prefix,
+        )
+        async with serve(settings, app_for_failover(settings)) as service:
+            ready = (await service.client.get("/health/ready")).json()
+            assert ready["redis"] == {"topology": "cluster", "cluster_state": "ok"}
+            before = await write_state(service.client)
+            for master in cluster.masters():
+                wait_replicated(master, replicas=1)
+            await check_state(service.client, before)
+    finally:
+        cluster.stop()
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ survives the master's death, with load running, and loses nothing that was repli
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.failover import (
     probe_paths,
     write_state,
 )
-from tests.redis_deployments import LocalSentinelSet, wait_replicated
+from tests.redis_deployments import LocalSentinelSet, Secured, wait_replicated
 from tests.redis_servers import REDIS_SERVER
 
 pytestmark = [
@@ -52,7 +53,7 @@ async def test_the_service_recovers_from_the_masters_death_without_losing_replic
         assert (await service.client.get("/health/ready")).json()["redis"]["topology"] == "sentinel"
         before = await write_state(service.client)
         old_master = deployment.master()
-        wait_replicated(old_master.port, replicas=2)  # both replicas have all written so far
+        wait_replicated(old_master, replicas=2)  # both replicas have all written so far
 
         load = Load(service.client, probe_paths())
         load.start()
@@ -69,3 +70,31 @@ async def test_the_service_recovers_from_the_masters_death_without_losing_replic
     assert new_master != old_master.port
     assert recovery < 20
     assert load.server_errors_after(recovered_at) == []
+
+
+async def test_nodes_started_like_compose_replicate_and_serve_the_app_user(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """entrypoint.sh (ACL users, replicas authenticating as admin) and sentinel.sh."""
+    secured = Secured(
+        admin_password=secrets.token_urlsafe(16),
+        app_password=secrets.token_urlsafe(16),
+        prefix=f"secured-{secrets.token_hex(4)}",
+    )
+    deployment = LocalSentinelSet(tmp_path, secured=secured).start()
+    try:
+        settings = failover_settings(
+            make_settings,
+            redis_topology="sentinel",
+            redis_url=f"redis://app:{secured.app_password}@127.0.0.1/0",
+            redis_sentinels=deployment.addresses,
+            redis_key_prefix=secured.prefix,
+        )
+        async with serve(settings, app_for_failover(settings)) as service:
+            ready = (await service.client.get("/health/ready")).json()
+            assert ready["redis"]["topology"] == "sentinel"
+            before = await write_state(service.client)
+            wait_replicated(deployment.master(), replicas=2)
+            await check_state(service.client, before)
+    finally:
+        deployment.stop()
