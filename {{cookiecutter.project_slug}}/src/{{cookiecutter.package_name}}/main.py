@@ -31,7 +31,7 @@ from .ratelimit import (
 {%- endif %}
 )
 {%- endif %}
-from .redis_client import build_client, prepare
+from .redis_client import build_client, close, prepare
 {%- if cookiecutter.use_sessions and cookiecutter.rate_limiting != "none" %}
 from .sessions import SessionStore, user_from_cookie
 {%- elif cookiecutter.use_sessions %}
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.redis.aclose()
+            await close(app.state.redis)
 {% if cookiecutter.rate_limiting != "none" %}
     app = FastAPI(
         title=settings.app_name,

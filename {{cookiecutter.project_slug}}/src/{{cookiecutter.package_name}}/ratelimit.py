@@ -220,7 +220,8 @@ class RateLimiter:
             return f"user:{user}"
         return f"ip:{client_address(request.scope, self.trusted_proxies)}"
 
-    def _key(self, policy: Policy, identity: str) -> str:
+    def key(self, policy: Policy, identity: str) -> str:
+        """The Redis key of one client's bucket under one policy (a hash of the identity)."""
         digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
         return hash_tagged(self._prefix, f"rl:{policy.name}:{digest}", self.algorithm)
 
@@ -233,7 +234,7 @@ class RateLimiter:
         try:
             allowed, remaining, reset_ms, retry_ms = await self._script(
                 self._redis,
-                [self._key(policy, identity)],
+                [self.key(policy, identity)],
                 [policy.limit, policy.period_seconds * 1000, "" if now_ms is None else now_ms],
             )
         except UNAVAILABLE_ERRORS as error:

@@ -199,6 +199,16 @@ async def prepare(client: RedisClient) -> None:
             logger.warning("Redis Cluster not reachable at startup (%s)", error.__class__.__name__)
 
 
+async def close(client: RedisClient) -> None:
+    """Close the client and, in Sentinel mode, its connections to the sentinels too."""
+    await client.aclose()
+    if isinstance(client, Redis):
+        manager = getattr(client.connection_pool, "sentinel_manager", None)
+        if isinstance(manager, Sentinel):
+            for sentinel in manager.sentinels:
+                await sentinel.aclose()
+
+
 def _memory_client() -> Redis:
     try:
         import fakeredis

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from {{ cookiecutter.package_name }}.redis_client import build_client
+from {{ cookiecutter.package_name }}.redis_client import build_client, close
 
 from tests.conftest import RedisTarget, SettingsFactory, serve
 from tests.redis_servers import RedisServer
@@ -76,7 +76,7 @@ async def test_a_timed_out_command_is_not_sent_again(
             await admin.aclose()
     finally:
         own_redis_server.resume()
-        await client.aclose()
+        await close(client)
 
 
 async def test_a_full_pool_makes_callers_wait_instead_of_failing(
@@ -90,4 +90,4 @@ async def test_a_full_pool_makes_callers_wait_instead_of_failing(
         assert await client.get(key) == b"50"
         await client.delete(key)
     finally:
-        await client.aclose()
+        await close(client)

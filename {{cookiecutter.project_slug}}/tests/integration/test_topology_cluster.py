@@ -15,10 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 from redis.asyncio.cluster import RedisCluster
+{%- if cookiecutter.use_sessions %}
 
 from {{ cookiecutter.package_name }}.redis_client import hash_tagged
-{%- if cookiecutter.use_sessions %}
 from {{ cookiecutter.package_name }}.sessions import user_tag
+{%- elif cookiecutter.use_cache or cookiecutter.rate_limiting == "none" %}
+
+from {{ cookiecutter.package_name }}.redis_client import hash_tagged
 {%- endif %}
 
 from tests.conftest import SettingsFactory, serve
@@ -85,12 +88,18 @@ async def test_the_service_recovers_from_a_masters_death_without_losing_replicat
         for master in cluster.masters():
             wait_replicated(master, replicas=1)
         # The master of the slot that holds most of the state written above.
+        # Kill the master of a slot the service's state lives in, so recovery is needed.
 {%- if cookiecutter.use_sessions %}
-        tag = f"s:{user_tag('failover')}"
+        key = hash_tagged(settings.redis_key_prefix, f"s:{user_tag('failover')}", "meta")
+{%- elif cookiecutter.use_cache %}
+        key = hash_tagged(settings.redis_key_prefix, "c:v1:items", "ver")
+{%- elif cookiecutter.rate_limiting != "none" %}
+        limiter = service.app.state.rate_limiter
+        key = limiter.key(limiter.default, "ip:203.0.113.7")  # this test client's bucket
 {%- else %}
-        tag = "c:v1:items"
+        key = hash_tagged(settings.redis_key_prefix, "any", "x")
 {%- endif %}
-        victim = await master_serving(cluster, hash_tagged(settings.redis_key_prefix, tag, "x"))
+        victim = await master_serving(cluster, key)
 
         load = Load(service.client, probe_paths())
         load.start()
