@@ -159,6 +159,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="load per route and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="load per route before measuring (0: none)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -193,8 +196,8 @@ def main() -> int:
         figures: dict[str, list[float]] = {name: [] for name in ROUTES}
         try:
             wait_for_port(app_port)
-            for path in ROUTES.values():  # warm up: connections, scripts, caches
-                requests_per_second(app_port, path, args.connections, 1.0)
+            for path in ROUTES.values() if args.warmup > 0 else ():
+                requests_per_second(app_port, path, args.connections, args.warmup)  # warm up
             names = list(ROUTES)
             for round_number in range(args.rounds):
                 shift = round_number % len(names)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.redis_servers import REDIS_SERVER, RedisServer, free_port, send_command
+from tests.redis_servers import REDIS_SERVER, RedisServer, free_port, send_command, stop_all
 
 REDIS_CLI = shutil.which("redis-cli")
 SENTINEL_SERVICE = "mymaster"
@@ -159,8 +159,7 @@ class LocalCluster:
         return [f"127.0.0.1:{node.port}" for node in self.nodes]
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        stop_all(self.nodes)
 
 
 def wait_replicated(master: RedisServer, replicas: int, timeout: float = 15) -> None:
@@ -276,8 +275,7 @@ class LocalSentinelSet:
         return [f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels]
 
     def stop(self) -> None:
-        for process in [*self.sentinels, *self.data_nodes]:
-            process.stop()
+        stop_all([*self.sentinels, *self.data_nodes])
 
 
 @dataclass

@@ -70,9 +70,19 @@ class Recording:
             yield from command.args
 
 
+async def _infrastructure_clients(client: Redis) -> set[str]:
+    """Addresses of the deployment's own connections (sentinels, replicas): not the app's."""
+    return {
+        str(entry["addr"])
+        for entry in await client.client_list()
+        if str(entry.get("name", "")).startswith("sentinel-") or "S" in str(entry.get("flags", ""))
+    }
+
+
 @asynccontextmanager
 async def record_commands(*urls: str) -> AsyncIterator[Recording]:
-    """Record every command the servers at `urls` execute inside the block."""
+    """Record every command the servers at `urls` execute inside the block (but not the
+    pings and acknowledgements of sentinels and replicas)."""
     recording = Recording()
     marker = f"end-of-recording-{secrets.token_hex(4)}"
     async with contextlib.AsyncExitStack() as stack:
@@ -83,17 +93,23 @@ async def record_commands(*urls: str) -> AsyncIterator[Recording]:
             marker_client = Redis.from_url(url, single_connection_client=True)
             stack.push_async_callback(marker_client.aclose)
             await marker_client.ping()  # connect now, so connecting is not recorded
+            ignored = await _infrastructure_clients(marker_client)
             monitor_client = Redis.from_url(url)
             stack.push_async_callback(monitor_client.aclose)
             monitor = await stack.enter_async_context(monitor_client.monitor())
             done = asyncio.Event()
 
-            async def collect(monitor: object = monitor, done: asyncio.Event = done) -> None:
+            async def collect(
+                monitor: object = monitor, done: asyncio.Event = done, ignored: set[str] = ignored
+            ) -> None:
                 async for info in monitor.listen():  # type: ignore[attr-defined]
                     words = str(info["command"]).split(" ")
                     if marker in words:
                         done.set()
                         return
+                    address = f"{info.get('client_address')}:{info.get('client_port')}"
+                    if address in ignored:
+                        continue
                     recording.executed.append(
                         Executed(
                             name=words[0].lower(),

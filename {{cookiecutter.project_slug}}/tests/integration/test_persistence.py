@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
@@ -132,7 +134,7 @@ async def test_redis_runs_the_rendered_conf(admin: Redis, name: str, expected: s
 
 
 async def test_the_default_user_is_disabled(server: RedisServer) -> None:
-    anonymous = Redis(port=server.port)
+    anonymous = Redis(port=server.port, retry=Retry(NoBackoff(), 0))
     try:
         with pytest.raises((AuthenticationError, ResponseError)):
             await anonymous.ping()

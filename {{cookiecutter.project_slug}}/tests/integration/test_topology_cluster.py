@@ -108,7 +108,7 @@ async def test_the_service_recovers_from_a_masters_death_without_losing_replicat
         victim.kill()
         recovery = await answering_again(service, since=killed_at)
         recovered_at = killed_at + recovery
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)  # keep the load on after the recovery
         await load.stop()
         await check_state(service.client, before)
     print(f"\ncluster failover: the service answered again {recovery:.2f} s after the kill")

@@ -62,7 +62,7 @@ async def test_the_service_recovers_from_the_masters_death_without_losing_replic
         old_master.kill()
         recovery = await answering_again(service, since=killed_at)
         recovered_at = killed_at + recovery
-        await asyncio.sleep(2)  # keep the load on after the recovery
+        await asyncio.sleep(1)  # keep the load on after the recovery
         await load.stop()
         await check_state(service.client, before)
         new_master = deployment.master_port()
