@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import error_response
 from .redis_client import UNAVAILABLE_ERRORS, RedisDep, describe
@@ -29,10 +30,13 @@ async def ready(request: Request, redis: RedisDep) -> Any:
         async with asyncio.timeout(settings.health_timeout_seconds):
             checks = await describe(redis, settings)
     except UNAVAILABLE_ERRORS as error:
+        timed_out = isinstance(error, TimeoutError | RedisTimeoutError)
+        message = (
+            f"Redis did not answer within {settings.health_timeout_seconds} s."
+            if timed_out
+            else "Redis is unreachable."
+        )
         return error_response(
-            503,
-            "not_ready",
-            f"Redis did not answer within {settings.health_timeout_seconds} s.",
-            details={"reason": error.__class__.__name__},
+            503, "not_ready", message, details={"reason": error.__class__.__name__}
         )
     return JSONResponse({"status": "ok", "redis": checks})

@@ -35,6 +35,7 @@ async def test_readiness_turns_503_within_a_second_once_redis_stops(
         elapsed = time.perf_counter() - started
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
+    assert response.json()["error"]["message"] == "Redis is unreachable."
     assert elapsed < 1.0
 
 
@@ -51,6 +52,7 @@ async def test_readiness_is_503_within_a_second_when_redis_hangs(
         finally:
             own_redis_server.resume()
     assert response.status_code == 503
+    assert "did not answer within" in response.json()["error"]["message"]
     assert elapsed < 1.2
 
 
