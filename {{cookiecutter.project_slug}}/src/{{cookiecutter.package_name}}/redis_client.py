@@ -12,11 +12,11 @@ import hashlib
 import logging
 from importlib import resources
 from typing import Annotated, Any, TypeAlias
-from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -121,6 +121,18 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def url_options(url: str) -> tuple[str | None, int, dict[str, Any]]:
+    """Host, port and the connection options of a redis:// or rediss:// URL: user,
+    password, database and TLS options (`?ssl_ca_certs=...&ssl_cert_reqs=...`)."""
+    options: dict[str, Any] = dict(parse_url(url))
+    host = options.pop("host", None)
+    port = int(options.pop("port", 6379) or 6379)
+    options.pop("path", None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return host, port, options
+
+
 def _split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
@@ -132,29 +144,21 @@ def build_client(settings: Settings) -> RedisClient:
         return _memory_client()
     options = _connection_options(settings)
     if settings.redis_topology == "cluster":
-        url = urlsplit(settings.redis_url)
+        host, port, from_url = url_options(settings.redis_url)
         seeds = [ClusterNode(*_split_address(node)) for node in settings.redis_cluster_nodes]
-        if url.hostname:
-            seeds.insert(0, ClusterNode(url.hostname, url.port or 6379))
+        if host:
+            seeds.insert(0, ClusterNode(host, port))
+        from_url.pop("db", None)  # a cluster has database 0 only
         return BoundedRedisCluster(
             startup_nodes=seeds,
-            username=url.username,
-            password=url.password,
-            ssl=url.scheme == "rediss",
             max_connections=settings.redis_max_connections,
             pool_timeout=settings.redis_pool_timeout_seconds,
-            **options,
+            **{**from_url, **options},
         )
     if settings.redis_topology == "sentinel":
-        # REDIS_URL still carries the data nodes' credentials, database and TLS choice;
+        # REDIS_URL still carries the data nodes' credentials, database and TLS options;
         # the sentinels say where the master is.
-        url = urlsplit(settings.redis_url)
-        data_node = {
-            "username": url.username,
-            "password": url.password,
-            "db": int(url.path.strip("/") or 0),
-            "ssl": url.scheme == "rediss",
-        }
+        _, _, data_node = url_options(settings.redis_url)
         sentinel_password = settings.redis_sentinel_password
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             [_split_address(address) for address in settings.redis_sentinels],
