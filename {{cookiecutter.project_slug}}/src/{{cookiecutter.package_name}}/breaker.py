@@ -4,14 +4,28 @@ After `threshold` consecutive failures the breaker opens: callers skip Redis for
 `cooldown` seconds. Then one caller at a time may try again (half-open); a success
 closes the breaker, a failure opens it for another cooldown. State changes are logged
 once each, not once per request.
+
+Every feature that talks to Redis goes through `call`, and decides itself what
+RedisUnavailableError means for it: serve uncached, let the request pass, answer 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import Enum
+from typing import TypeVar
+
+from .redis_client import UNAVAILABLE_ERRORS
+from .settings import Settings
+
+Result = TypeVar("Result")
+
+
+class RedisUnavailableError(Exception):
+    """Redis did not answer, or the circuit breaker says not to ask it now."""
 
 
 class BreakerState(Enum):
@@ -39,6 +53,38 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trial_in_flight = False
         self.state = BreakerState.CLOSED
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Settings, logger: logging.Logger) -> CircuitBreaker:
+        return cls(
+            name,
+            threshold=settings.redis_breaker_threshold,
+            cooldown_seconds=settings.redis_breaker_cooldown_seconds,
+            logger=logger,
+        )
+
+    async def call(self, operation: Callable[[], Awaitable[Result]]) -> Result:
+        """Run one Redis operation through the breaker.
+
+        Raises RedisUnavailableError when the breaker is open or Redis is unavailable.
+        Any other error means Redis answered (a script error, say): it counts as a
+        success for the breaker and propagates. A cancelled call frees its trial slot.
+        """
+        if not self.allow():
+            raise RedisUnavailableError
+        try:
+            result = await operation()
+        except UNAVAILABLE_ERRORS as error:
+            self.failed(error)
+            raise RedisUnavailableError from error
+        except asyncio.CancelledError:
+            self._trial_in_flight = False
+            raise
+        except Exception:
+            self.succeeded()
+            raise
+        self.succeeded()
+        return result
 
     def allow(self) -> bool:
         """May this caller use Redis now?"""

@@ -44,8 +44,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .breaker import CircuitBreaker
-from .redis_client import UNAVAILABLE_ERRORS, LuaScript, RedisClient, hash_tagged
+from .breaker import CircuitBreaker, RedisUnavailableError
+from .redis_client import LuaScript, RedisClient, hash_tagged
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,6 @@ Model = TypeVar("Model", bound=BaseModel)
 
 class CacheSerializationError(TypeError):
     """The value cannot be stored as JSON. Raised at the call site, before Redis is touched."""
-
-
-class _UnavailableError(Exception):
-    """Redis did not answer, or the circuit breaker says not to ask it now."""
 
 
 @dataclass(frozen=True)
@@ -224,12 +220,7 @@ class Cache:
         self._stale_ms = int(settings.cache_stale_seconds * 1000)
         self._lock_ttl_ms = max(int(settings.cache_lock_ttl_seconds * 1000), 1)
         self.max_body_bytes = settings.cache_max_body_bytes
-        self.breaker = CircuitBreaker(
-            "cache",
-            threshold=settings.redis_breaker_threshold,
-            cooldown_seconds=settings.redis_breaker_cooldown_seconds,
-            logger=logger,
-        )
+        self.breaker = CircuitBreaker.from_settings("cache", settings, logger)
 
     # -- keys and Redis calls ---------------------------------------------------------
 
@@ -246,15 +237,7 @@ class Cache:
         )
 
     async def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        if not self.breaker.allow():
-            raise _UnavailableError
-        try:
-            reply = await script(self._redis, keys, args)
-        except UNAVAILABLE_ERRORS as error:
-            self.breaker.failed(error)
-            raise _UnavailableError from error
-        self.breaker.succeeded()
-        return reply
+        return await self.breaker.call(lambda: script(self._redis, keys, args))
 
     def _ttl_ms(self, ttl_seconds: float | None) -> int:
         base = (ttl_seconds or self._default_ttl_seconds) * 1000
@@ -319,23 +302,22 @@ class Cache:
         token: str,
         found: _Found,
         body: bytes,
+        etag: str,
         headers: bytes,
         ttl_ms: int,
         status: int = 200,
-    ) -> bool:
-        try:
-            stored = await self._run(
+    ) -> None:
+        """Store if this caller still holds the lock; a failure only costs the caching."""
+        with contextlib.suppress(RedisUnavailableError):
+            await self._run(
                 STORE,
                 [plan_keys.version, plan_keys.entry, plan_keys.lock, plan_keys.marker],
                 [variant, token, found.version, found.now_ms, ttl_ms, self._stale_ms,
-                 entity_tag(body), body, headers, MAX_VARIANTS, status],
+                 etag, body, headers, MAX_VARIANTS, status],
             )  # fmt: skip
-        except _UnavailableError:
-            return False
-        return bool(stored)
 
     async def release(self, lock: str, token: str) -> None:
-        with contextlib.suppress(_UnavailableError):  # the lock lapses by itself
+        with contextlib.suppress(RedisUnavailableError):  # the lock lapses by itself
             await self._run(RELEASE, [lock], [token])
 
     # -- data caching -------------------------------------------------------------------
@@ -380,7 +362,7 @@ class Cache:
         token = secrets.token_hex(16)
         try:
             found = await self._obtain(keys, "-", token, take_lock=True, refresh=False, etags=())
-        except _UnavailableError:
+        except RedisUnavailableError:
             return self._decode(encode_json(await producer()), model)
         if found.usable and found.body is not None:
             return self._decode(found.body, model)
@@ -391,7 +373,8 @@ class Cache:
                 await self.release(keys.lock, token)
             raise
         if found.owns_lock:
-            await self._store(keys, "-", token, found, body, b"[]", self._ttl_ms(ttl_seconds))
+            ttl_ms = self._ttl_ms(ttl_seconds)
+            await self._store(keys, "-", token, found, body, entity_tag(body), b"[]", ttl_ms)
         return self._decode(body, model)
 
     @staticmethod
@@ -440,7 +423,7 @@ class Cache:
                 refresh="no-cache" in directives,
                 etags=plan.etags,
             )
-        except _UnavailableError:
+        except RedisUnavailableError:
             return None
         if not found.usable:
             plan.found = found
@@ -500,11 +483,11 @@ class Cache:
         stored = json.dumps(
             [[name, value] for name, value in headers.items() if name not in UNSTORED_HEADERS]
         ).encode()
+        etag = entity_tag(body)
         await self._store(
-            plan.keys, plan.variant, plan.token, plan.found, body, stored, ttl_ms, status
+            plan.keys, plan.variant, plan.token, plan.found, body, etag, stored, ttl_ms, status
         )
         plan.finished = True
-        etag = entity_tag(body)
         for name, value in self._cache_headers(plan.policy, etag, ttl_ms, "MISS").items():
             headers[name] = value
         if etag in plan.etags or "*" in plan.etags:

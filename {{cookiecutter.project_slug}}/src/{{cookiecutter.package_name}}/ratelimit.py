@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, RedisUnavailableError
 from .errors import ServiceError
-from .redis_client import UNAVAILABLE_ERRORS, LuaScript, RedisClient, hash_tagged
+from .redis_client import LuaScript, RedisClient, hash_tagged
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -205,14 +205,8 @@ class RateLimiter:
             path.strip() for path in settings.rate_limit_exempt_paths.split(",") if path.strip()
         )
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
-        self.legacy_headers = settings.rate_limit_legacy_headers
         self._identify_user = identify_user
-        self.breaker = CircuitBreaker(
-            "rate limiter",
-            threshold=settings.redis_breaker_threshold,
-            cooldown_seconds=settings.redis_breaker_cooldown_seconds,
-            logger=logger,
-        )
+        self.breaker = CircuitBreaker.from_settings("rate limiter", settings, logger)
 
     def identity(self, request: Request) -> str:
         user = self._identify_user(request) if self._identify_user else None
@@ -229,18 +223,18 @@ class RateLimiter:
         self, policy: Policy, identity: str, *, now_ms: float | None = None
     ) -> Decision | None:
         """One decision (one EVALSHA); None when Redis could not be asked."""
-        if not self.breaker.allow():
-            return None
+        keys = [self.key(policy, identity)]
+        args: list[str | int | float | bytes] = [
+            policy.limit,
+            policy.period_seconds * 1000,
+            "" if now_ms is None else now_ms,
+        ]
         try:
-            allowed, remaining, reset_ms, retry_ms = await self._script(
-                self._redis,
-                [self.key(policy, identity)],
-                [policy.limit, policy.period_seconds * 1000, "" if now_ms is None else now_ms],
+            allowed, remaining, reset_ms, retry_ms = await self.breaker.call(
+                lambda: self._script(self._redis, keys, args)
             )
-        except UNAVAILABLE_ERRORS as error:
-            self.breaker.failed(error)
+        except RedisUnavailableError:
             return None
-        self.breaker.succeeded()
         return Decision(
             policy=policy,
             allowed=bool(allowed),

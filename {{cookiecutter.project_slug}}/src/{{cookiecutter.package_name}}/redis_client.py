@@ -261,7 +261,6 @@ class LuaScript:
             "utf-8"
         )
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
-        self.filename = filename
 
     async def __call__(
         self, client: RedisClient, keys: list[str], args: list[str | int | float | bytes]

@@ -30,7 +30,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -39,9 +39,9 @@ from fastapi import Depends, Request, Response
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, RedisUnavailableError
 from .errors import ServiceError
-from .redis_client import UNAVAILABLE_ERRORS, LuaScript, RedisClient, hash_tagged
+from .redis_client import LuaScript, RedisClient, hash_tagged
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -153,12 +153,7 @@ class SessionStore:
             self._secret = secrets.token_bytes(32)
         else:
             self._secret = secret.get_secret_value().encode()
-        self.breaker = CircuitBreaker(
-            "sessions",
-            threshold=settings.redis_breaker_threshold,
-            cooldown_seconds=settings.redis_breaker_cooldown_seconds,
-            logger=logger,
-        )
+        self.breaker = CircuitBreaker.from_settings("sessions", settings, logger)
 
     # -- keys -------------------------------------------------------------------------
 
@@ -189,24 +184,27 @@ class SessionStore:
 
     # -- Redis calls --------------------------------------------------------------------
 
-    async def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        if not self.breaker.allow():
-            raise SessionStoreUnavailableError
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """One Redis operation; sessions fail closed, so unavailability is a 503."""
         try:
-            reply = await script(self._redis, keys, args)
-        except UNAVAILABLE_ERRORS as error:
-            self.breaker.failed(error)
+            return await self.breaker.call(operation)
+        except RedisUnavailableError as error:
             raise SessionStoreUnavailableError from error
-        self.breaker.succeeded()
-        return reply
+
+    async def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        return await self._call(lambda: script(self._redis, keys, args))
 
     @staticmethod
-    def _encode_data(values: Mapping[str, Any]) -> list[str]:
+    def _field(name: str) -> str:
+        if not FIELD_NAME_RE.match(name):
+            raise ValueError(f"session field name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        return DATA_PREFIX + name
+
+    @classmethod
+    def _encode_data(cls, values: Mapping[str, Any]) -> list[str]:
         flat: list[str] = []
         for name, value in values.items():
-            if not FIELD_NAME_RE.match(name):
-                raise ValueError(f"session field name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
-            flat += [DATA_PREFIX + name, json.dumps(value, separators=(",", ":"))]
+            flat += [cls._field(name), json.dumps(value, separators=(",", ":"))]
         return flat
 
     # -- operations -----------------------------------------------------------------------
@@ -266,12 +264,10 @@ class SessionStore:
     ) -> bool:
         """Write these fields (and delete those) only; False if the session is gone."""
         flat = self._encode_data(values)
-        for name in remove:
-            self._encode_data({name: None})  # validates the name
         written = await self._run(
             WRITE,
             [self.session_key(session.cookie)],
-            [len(flat) // 2, *flat, *(DATA_PREFIX + name for name in remove)],
+            [len(flat) // 2, *flat, *(self._field(name) for name in remove)],
         )
         if written:
             session.data.update(values)
@@ -329,10 +325,7 @@ class SessionStore:
         )
 
     async def _delete(self, key: str) -> None:
-        try:
-            await self._redis.unlink(key)
-        except UNAVAILABLE_ERRORS as error:
-            raise SessionStoreUnavailableError from error
+        await self._call(lambda: self._redis.unlink(key))
 
     async def logout(self, session: Session) -> None:
         tag = session.cookie.tag
@@ -356,10 +349,7 @@ class SessionStore:
             return []
         tag = current.cookie.tag
         index = self._key(tag, "index")
-        try:
-            members = await self._redis.zrevrange(index, 0, MAX_LISTED_SESSIONS - 1)
-        except UNAVAILABLE_ERRORS as error:
-            raise SessionStoreUnavailableError from error
+        members = await self._call(lambda: self._redis.zrevrange(index, 0, MAX_LISTED_SESSIONS - 1))
         digests = [member.decode() for member in members if isinstance(member, bytes)]
         if not digests:
             return []
