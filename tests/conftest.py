@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import tomllib
 import venv
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,6 +23,16 @@ from cookiecutter.main import cookiecutter
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, all_on, combination_id
 
 CACHE_DIR = Path(os.environ.get("TEMPLATE_TEST_CACHE", TEMPLATE_DIR / ".cache"))
+
+
+def load_hook(name: str) -> ModuleType:
+    """A hook script as a module: its Jinja sits in a string, so it imports unrendered."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / "hooks" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def render(context: Mapping[str, Any], output_dir: Path) -> Path:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, defaults
-from tests.conftest import render
-
-
-def load_hook(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / "hooks" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import load_hook, render
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")

@@ -8,17 +8,19 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.combos import COOKIECUTTER_JSON, combination_id, render_combinations
-from tests.conftest import Renders
+from tests.combos import COOKIECUTTER_JSON, Combination, combination_id, render_combinations
+from tests.conftest import Renders, load_hook
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hooks"))
-from post_gen_project import condition_holds, owned_paths
+post_gen = load_hook("post_gen_project")
+condition_holds = post_gen.condition_holds
+owned_paths = post_gen.owned_paths
 
 COMBINATIONS = render_combinations()
 MANIFEST: list[dict[str, Any]] = COOKIECUTTER_JSON["_manifest"]
@@ -26,7 +28,7 @@ LEFTOVER_JINJA = re.compile(rb"\{\{\s*cookiecutter|\{%|\{#")
 BIN = Path(sys.executable).parent
 
 
-def _params(keep: Any = lambda combination: True) -> list[Any]:
+def _params(keep: Callable[[Combination], bool] = lambda combination: True) -> list[Any]:
     return [
         pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c)))
         for c in COMBINATIONS
