@@ -21,7 +21,6 @@ CONTEXT_JSON = r"""{{ cookiecutter | tojson }}"""
 SHADOWED_IMPORTS = frozenset(
     {
         "anyio",
-        "argon2",
         "fakeredis",
         "fastapi",
         "hiredis",
@@ -138,7 +137,7 @@ FIELD_CHECKS: Mapping[str, Callable[[str], None]] = {
 def combination_warnings(context: Mapping[str, Any]) -> list[str]:
     """Answers that work together but deserve a word before generation."""
     warnings = []
-    if context.get("redis_persistence") == "none":
+    if context.get("redis_persistence") == "none" and context.get("__keeps_state"):
         kept = []
         if context.get("use_sessions"):
             kept.append("sessions (every user is logged out)")

@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.ratelimit import rate_limit
 {%- endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.conftest import Service, SettingsFactory
+from tests.service import Service, SettingsFactory
 
 PASSWORD = "correct horse battery"
 

@@ -7,13 +7,34 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import error_response
-from .redis_client import UNAVAILABLE_ERRORS, RedisDep, describe
+from .redis_client import UNAVAILABLE_ERRORS, RedisClient, RedisDep
 from .settings import Settings
 
 router = APIRouter(prefix="/health", tags=["health"])
+
+
+async def describe(client: RedisClient, settings: Settings) -> dict[str, Any]:
+    """Check that Redis can serve requests and say what was checked (for /health/ready)."""
+    if isinstance(client, RedisCluster):
+        info = await client.cluster_info()
+        state = info.get("cluster_state") if isinstance(info, dict) else None
+        if state != "ok":
+            raise RedisConnectionError(f"cluster_state is {state!r}, not 'ok'")
+        return {"topology": "cluster", "cluster_state": state}
+    await client.ping()
+    if settings.uses_memory_redis:
+        return {"topology": "memory"}
+    if settings.redis_topology == "sentinel":
+        pool = client.connection_pool
+        master = getattr(pool, "master_address", None)
+        address = f"{master[0]}:{master[1]}" if master else None
+        return {"topology": "sentinel", "master": address}
+    return {"topology": "standalone"}
 
 
 @router.get("/live")

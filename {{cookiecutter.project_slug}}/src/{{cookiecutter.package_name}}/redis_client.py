@@ -8,9 +8,7 @@ timeout would be counted twice, so every layer above decides what a failure mean
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from importlib import resources
 from typing import Annotated, Any, TypeAlias
 
 from fastapi import Depends, Request
@@ -22,7 +20,6 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
-    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
@@ -227,50 +224,6 @@ def _memory_client() -> Redis:
     )
     client: Redis = fakeredis.FakeAsyncRedis()
     return client
-
-
-async def describe(client: RedisClient, settings: Settings) -> dict[str, Any]:
-    """Check that Redis can serve requests and say what was checked (for /health/ready)."""
-    if isinstance(client, RedisCluster):
-        info = await client.cluster_info()
-        state = info.get("cluster_state") if isinstance(info, dict) else None
-        if state != "ok":
-            raise RedisConnectionError(f"cluster_state is {state!r}, not 'ok'")
-        return {"topology": "cluster", "cluster_state": state}
-    await client.ping()
-    if settings.uses_memory_redis:
-        return {"topology": "memory"}
-    if settings.redis_topology == "sentinel":
-        pool = client.connection_pool
-        master = getattr(pool, "master_address", None)
-        address = f"{master[0]}:{master[1]}" if master else None
-        return {"topology": "sentinel", "master": address}
-    return {"topology": "standalone"}
-
-
-def hash_tagged(prefix: str, tag: str, *parts: str) -> str:
-    """Build `<prefix>:{<tag>}:<parts>`: keys with the same tag share a Cluster slot."""
-    return ":".join((prefix, "{" + tag + "}", *parts))
-
-
-class LuaScript:
-    """A Lua script shipped beside the code, run with EVALSHA (SCRIPT LOAD on NOSCRIPT)."""
-
-    def __init__(self, filename: str) -> None:
-        self.source = (resources.files(__package__ or __name__) / "lua" / filename).read_text(
-            "utf-8"
-        )
-        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(
-        self, client: RedisClient, keys: list[str], args: list[str | int | float | bytes]
-    ) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # Loading and retrying is safe: NOSCRIPT means the script did not run.
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
 async def get_redis(request: Request) -> RedisClient:

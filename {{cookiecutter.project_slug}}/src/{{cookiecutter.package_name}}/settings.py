@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import enum
-{%- if cookiecutter.rate_limiting != "none" %}
-import ipaddress
-{%- endif %}
 import re
 from functools import lru_cache
 from typing import Annotated, Literal, Self
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+{%- if cookiecutter.rate_limiting != "none" %}
+    AfterValidator,
+{%- endif %}
+    Field,
+{%- if cookiecutter.rate_limiting != "none" %}
+    IPvAnyNetwork,
+{%- endif %}
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MEMORY_URL = "memory://"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", MEMORY_URL)
 
 CommaSeparated = Annotated[list[str], NoDecode]
+{%- if cookiecutter.rate_limiting != "none" %}
+RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+RATE_RE = re.compile(r"^\s*([1-9]\d*)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`N/second`, `N/minute`, `N/hour` or `N/day` (N >= 1) as (limit, period in seconds)."""
+    match = RATE_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r}: write N/second, N/minute, N/hour or N/day, e.g. 100/minute")
+    return int(match[1]), RATE_PERIODS[match[2]]
+
+
+def _checked_rate(text: str) -> str:
+    parse_rate(text)
+    return text
+
+
+Rate = Annotated[str, AfterValidator(_checked_rate)]
+CommaSeparatedNetworks = Annotated[list[IPvAnyNetwork], NoDecode]
+{%- endif %}
 
 
 class AppEnv(enum.StrEnum):
@@ -54,7 +83,7 @@ class Settings(BaseSettings):
     redis_sentinel_service: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None
     health_timeout_seconds: float = Field(default=0.8, gt=0, le=10)
-{%- if cookiecutter.use_cache or cookiecutter.use_sessions or cookiecutter.rate_limiting != "none" %}
+{%- if cookiecutter.__uses_breaker %}
 
     # Redis outages: after this many failures in a row, skip Redis for the cooldown
     redis_breaker_threshold: int = Field(default=5, ge=1)
@@ -84,15 +113,23 @@ class Settings(BaseSettings):
 {%- if cookiecutter.rate_limiting != "none" %}
 
     # Rate limiting
-    rate_limit_default: str = "100/minute"
-    rate_limit_exempt_paths: str = "/health"
+    rate_limit_default: Rate = "100/minute"
+    rate_limit_exempt_paths: CommaSeparated = ["/health"]
     rate_limit_legacy_headers: bool = False
-    trusted_proxies: str = ""
+    trusted_proxies: CommaSeparatedNetworks = []
 {%- endif %}
 
-    @field_validator("redis_cluster_nodes", "redis_sentinels", mode="before")
+    @field_validator(
+        "redis_cluster_nodes",
+        "redis_sentinels",
+{%- if cookiecutter.rate_limiting != "none" %}
+        "rate_limit_exempt_paths",
+        "trusted_proxies",
+{%- endif %}
+        mode="before",
+    )
     @classmethod
-    def _split_addresses(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -105,26 +142,6 @@ class Settings(BaseSettings):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{address!r} is not host:port")
         return value
-
-{%- if cookiecutter.rate_limiting != "none" %}
-
-    @field_validator("rate_limit_default")
-    @classmethod
-    def _check_rate_limit(cls, value: str) -> str:
-        if not re.fullmatch(r"\s*[1-9]\d*\s*/\s*(second|minute|hour|day)\s*", value):
-            raise ValueError("write N/second, N/minute, N/hour or N/day, e.g. 100/minute")
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _check_proxies(cls, value: str) -> str:
-        for part in filter(None, (part.strip() for part in value.split(","))):
-            try:
-                ipaddress.ip_network(part, strict=False)
-            except ValueError:
-                raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
-        return value
-{%- endif %}
 
     @field_validator("redis_url")
     @classmethod

@@ -16,9 +16,10 @@ from {{ cookiecutter.package_name }}.cache import Cache, cached
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.conftest import RedisTarget, SettingsFactory, request_durations, serve
 from tests.redis_monitor import record_commands
 from tests.redis_servers import RedisServer
+from tests.redis_target import RedisTarget
+from tests.service import SettingsFactory, request_durations, serve
 
 pytestmark = pytest.mark.anyio
 

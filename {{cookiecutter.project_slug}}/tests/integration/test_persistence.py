@@ -4,15 +4,11 @@ survives a clean restart or a crash (kill -9) measured, not assumed."""
 
 from __future__ import annotations
 
-{% if cookiecutter.redis_persistence in ("aof", "rdb_aof") -%}
 import asyncio
-{% endif -%}
 import os
 import secrets
 import shutil
-{% if cookiecutter.redis_persistence in ("aof", "rdb_aof") -%}
 import time
-{% endif -%}
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,20 +19,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
-{%- if cookiecutter.redis_persistence == "none" and (cookiecutter.use_sessions or cookiecutter.rate_limiting != "none") %}
     OutOfMemoryError,
-{%- endif %}
     ResponseError,
 )
 
-{% if cookiecutter.redis_persistence in ("aof", "rdb_aof") -%}
 from {{ cookiecutter.package_name }}.redis_client import UNAVAILABLE_ERRORS, RedisClient, build_client
-{%- else -%}
-from {{ cookiecutter.package_name }}.redis_client import RedisClient, build_client
-{%- endif %}
 
-from tests.conftest import SettingsFactory, serve
 from tests.redis_servers import REDIS_SERVER, RedisServer
+from tests.service import SettingsFactory, serve
 
 pytestmark = [
     pytest.mark.anyio,
@@ -48,6 +38,10 @@ pytestmark = [
 
 PROJECT = Path(__file__).resolve().parents[2]
 PROFILE = "{{ cookiecutter.redis_persistence }}"
+# Sessions or rate-limit counters live in this Redis: they must never be evicted.
+KEEPS_STATE = "{{ cookiecutter.__keeps_state }}" == "yes"
+AOF = PROFILE in ("aof", "rdb_aof")
+RDB = PROFILE in ("rdb", "rdb_aof")
 ADMIN_PASSWORD = secrets.token_urlsafe(24)
 APP_PASSWORD = secrets.token_urlsafe(24)
 
@@ -101,30 +95,25 @@ async def config(admin: Redis, name: str) -> str:
     return found.decode() if isinstance(found, bytes) else str(found)
 
 
-EXPECTED_CONFIG = {
-    "protected-mode": "yes",
-    "maxmemory": str(256 * 1024 * 1024),
-{%- if cookiecutter.redis_persistence in ("aof", "rdb_aof") %}
+AOF_CONFIG = {
     "appendonly": "yes",
     "appendfsync": "everysec",
     "aof-use-rdb-preamble": "yes",
     "no-appendfsync-on-rewrite": "no",
     "auto-aof-rewrite-percentage": "100",
-{%- else %}
-    "appendonly": "no",
-{%- endif %}
-{%- if cookiecutter.redis_persistence in ("rdb", "rdb_aof") %}
+}
+RDB_CONFIG = {
     "save": "3600 1 300 100 60 10000",
     "stop-writes-on-bgsave-error": "yes",
     "rdbchecksum": "yes",
-{%- else %}
-    "save": "",
-{%- endif %}
-{%- if cookiecutter.redis_persistence == "none" and not cookiecutter.use_sessions and cookiecutter.rate_limiting == "none" %}
-    "maxmemory-policy": "allkeys-lru",
-{%- else %}
-    "maxmemory-policy": "noeviction",
-{%- endif %}
+}
+PURE_CACHE = PROFILE == "none" and not KEEPS_STATE
+EXPECTED_CONFIG = {
+    "protected-mode": "yes",
+    "maxmemory": str(256 * 1024 * 1024),
+    **(AOF_CONFIG if AOF else {"appendonly": "no"}),
+    **(RDB_CONFIG if RDB else {"save": ""}),
+    "maxmemory-policy": "allkeys-lru" if PURE_CACHE else "noeviction",
 }
 
 
@@ -247,15 +236,13 @@ async def restart(server: RedisServer, *, crash: bool) -> Redis:
         server.stop()  # SIGTERM: Redis's own clean shutdown
     server.start()
     return Redis.from_url(url(server, "admin", ADMIN_PASSWORD))
-{%- if cookiecutter.redis_persistence != "none" %}
 
 
+@pytest.mark.skipif(PROFILE == "none", reason="the none profile keeps nothing")
 async def test_a_clean_shutdown_loses_nothing(
     make_settings: SettingsFactory, server: RedisServer, prefix: str
 ) -> None:
-{%- if cookiecutter.redis_persistence == "rdb" %}
-    # With save points configured, Redis writes a final snapshot when shut down cleanly.
-{%- endif %}
+    # With save points configured (rdb), Redis writes a final snapshot when shut down cleanly.
     client = service_client(make_settings, server, prefix)
     await write_numbered(client, prefix, 500)
     await client.aclose()
@@ -264,10 +251,9 @@ async def test_a_clean_shutdown_loses_nothing(
         assert await surviving(admin, prefix, 500) == set(range(500))
     finally:
         await admin.aclose()
-{%- endif %}
-{%- if cookiecutter.redis_persistence in ("aof", "rdb_aof") %}
 
 
+@pytest.mark.skipif(not AOF, reason=f"the {PROFILE} profile has no AOF")
 async def test_with_appendfsync_always_a_crash_loses_no_acknowledged_write(
     make_settings: SettingsFactory, server: RedisServer, admin: Redis, prefix: str
 ) -> None:
@@ -282,6 +268,7 @@ async def test_with_appendfsync_always_a_crash_loses_no_acknowledged_write(
         await after.aclose()
 
 
+@pytest.mark.skipif(not AOF, reason=f"the {PROFILE} profile has no AOF")
 async def test_with_appendfsync_everysec_a_crash_loses_at_most_the_last_second(
     make_settings: SettingsFactory, server: RedisServer, prefix: str
 ) -> None:
@@ -320,10 +307,9 @@ async def test_with_appendfsync_everysec_a_crash_loses_at_most_the_last_second(
     )
     assert len(acknowledged) > 100
     assert window <= 2.0, f"{len(lost)} writes lost, the oldest {window:.3f} s before the crash"
-{%- endif %}
-{%- if cookiecutter.redis_persistence == "rdb" %}
 
 
+@pytest.mark.skipif(PROFILE != "rdb", reason="snapshots alone are the rdb profile")
 async def test_a_crash_keeps_the_last_snapshot_and_loses_what_came_after(
     make_settings: SettingsFactory, server: RedisServer, admin: Redis, prefix: str
 ) -> None:
@@ -338,10 +324,9 @@ async def test_a_crash_keeps_the_last_snapshot_and_loses_what_came_after(
         assert await after.get(f"{prefix}:after") is None  # expected: lost to the crash
     finally:
         await after.aclose()
-{%- endif %}
-{%- if cookiecutter.redis_persistence == "none" %}
 
 
+@pytest.mark.skipif(PROFILE != "none", reason=f"the {PROFILE} profile keeps data")
 @pytest.mark.parametrize("crash", [False, True])
 async def test_nothing_survives_a_restart(
     make_settings: SettingsFactory, server: RedisServer, prefix: str, crash: bool
@@ -355,9 +340,9 @@ async def test_nothing_survives_a_restart(
         assert await admin.dbsize() == 0
     finally:
         await admin.aclose()
-{%- if not cookiecutter.use_sessions and cookiecutter.rate_limiting == "none" %}
 
 
+@pytest.mark.skipif(not PURE_CACHE, reason="only a pure cache (no sessions or limiter) evicts")
 async def test_a_full_cache_evicts_instead_of_failing_writes(
     admin: Redis, app_user: Redis, prefix: str
 ) -> None:
@@ -368,9 +353,12 @@ async def test_a_full_cache_evicts_instead_of_failing_writes(
     info = await admin.info("stats")
     assert info["evicted_keys"] > 0
     assert await admin.dbsize() < 20_000
-{%- else %}
 
 
+@pytest.mark.skipif(
+    PROFILE != "none" or PURE_CACHE,
+    reason="the none profile with sessions or a limiter is the one that trades eviction for OOM",
+)
 async def test_a_full_redis_refuses_writes_instead_of_evicting_live_data(
     admin: Redis, app_user: Redis, prefix: str
 ) -> None:
@@ -390,5 +378,3 @@ async def test_a_full_redis_refuses_writes_instead_of_evicting_live_data(
     info = await admin.info("stats")
     assert info["evicted_keys"] == 0
     assert all([await app_user.exists(f"{prefix}:live:{index}") for index in range(100)])
-{%- endif %}
-{%- endif %}

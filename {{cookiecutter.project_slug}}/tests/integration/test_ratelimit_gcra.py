@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from {{ cookiecutter.package_name }}.ratelimit import Decision, Policy, RateLimiter
+from {{ cookiecutter.package_name }}.ratelimit import RateLimiter
 
-from tests.conftest import SettingsFactory, serve
+from tests.pinned_clock import T0, decide
 
 pytestmark = pytest.mark.anyio
 
-POLICY = Policy.parse("10/minute")  # one request per 6 s, a burst of 10
-INTERVAL_MS = 6_000
-T0 = 1_800_000_000_000.0
+INTERVAL_MS = 6_000  # POLICY admits one request per 6 s, after a burst of 10
 
 
-@pytest.fixture
-async def limiter(real_settings: SettingsFactory) -> AsyncIterator[RateLimiter]:
-    async with serve(real_settings()) as service:
-        yield service.app.state.rate_limiter
-
-
-async def decide(limiter: RateLimiter, at: float) -> Decision:
-    decision = await limiter.check(POLICY, "client", now_ms=at)
-    assert decision is not None
-    return decision
-
-
-async def test_the_first_request_leaves_the_rest_of_the_burst(limiter: RateLimiter) -> None:
-    decision = await decide(limiter, T0)
+async def test_the_first_request_leaves_the_rest_of_the_burst(rate_limiter: RateLimiter) -> None:
+    decision = await decide(rate_limiter, T0)
     assert (decision.allowed, decision.remaining, decision.reset_seconds) == (True, 9, 6)
 
 
 async def test_a_full_burst_is_admitted_and_the_next_request_waits_one_interval(
-    limiter: RateLimiter,
+    rate_limiter: RateLimiter,
 ) -> None:
-    burst = [await decide(limiter, T0) for _ in range(10)]
-    denied = await decide(limiter, T0)
+    burst = [await decide(rate_limiter, T0) for _ in range(10)]
+    denied = await decide(rate_limiter, T0)
     assert all(decision.allowed for decision in burst)
     assert [decision.remaining for decision in burst] == list(range(9, -1, -1))
     assert not denied.allowed
@@ -47,18 +31,18 @@ async def test_a_full_burst_is_admitted_and_the_next_request_waits_one_interval(
 
 
 async def test_the_next_request_is_admitted_exactly_one_interval_later(
-    limiter: RateLimiter,
+    rate_limiter: RateLimiter,
 ) -> None:
     for _ in range(10):
-        await decide(limiter, T0)
-    assert not (await decide(limiter, T0 + INTERVAL_MS - 1)).allowed
-    assert (await decide(limiter, T0 + INTERVAL_MS)).allowed
+        await decide(rate_limiter, T0)
+    assert not (await decide(rate_limiter, T0 + INTERVAL_MS - 1)).allowed
+    assert (await decide(rate_limiter, T0 + INTERVAL_MS)).allowed
 
 
 async def test_a_long_idle_gap_refills_the_burst_but_never_beyond_it(
-    limiter: RateLimiter,
+    rate_limiter: RateLimiter,
 ) -> None:
     for _ in range(10):
-        await decide(limiter, T0)
-    later = [await decide(limiter, T0 + 86_400_000) for _ in range(11)]
+        await decide(rate_limiter, T0)
+    later = [await decide(rate_limiter, T0 + 86_400_000) for _ in range(11)]
     assert [decision.allowed for decision in later] == [True] * 10 + [False]

@@ -7,8 +7,8 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.conftest import Service, SettingsFactory, serve
 from tests.redis_servers import RedisServer
+from tests.service import Service, SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.redis_client import build_client, close
 
-from tests.conftest import RedisTarget, SettingsFactory, serve
 from tests.redis_servers import RedisServer
+from tests.redis_target import RedisTarget
+from tests.service import SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 

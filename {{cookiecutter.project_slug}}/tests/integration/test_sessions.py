@@ -11,9 +11,10 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.conftest import RedisTarget, Service, SettingsFactory, serve
 from tests.redis_monitor import record_commands
 from tests.redis_servers import RedisServer
+from tests.redis_target import RedisTarget
+from tests.service import Service, SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -17,14 +17,14 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 {%- if cookiecutter.use_sessions %}
 
-from {{ cookiecutter.package_name }}.redis_client import hash_tagged
+from {{ cookiecutter.package_name }}.scripts import hash_tagged
 from {{ cookiecutter.package_name }}.sessions import user_tag
 {%- elif cookiecutter.use_cache or cookiecutter.rate_limiting == "none" %}
 
-from {{ cookiecutter.package_name }}.redis_client import hash_tagged
+from {{ cookiecutter.package_name }}.scripts import hash_tagged
 {%- endif %}
 
-from tests.conftest import SettingsFactory, serve
+from tests.service import SettingsFactory, serve
 from tests.failover import (
     Load,
     answering_again,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SettingsFactory, serve
+from tests.service import SettingsFactory, serve
 from tests.failover import (
     Load,
     answering_again,

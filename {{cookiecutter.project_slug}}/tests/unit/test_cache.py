@@ -9,15 +9,17 @@ from starlette.datastructures import Headers
 from {{ cookiecutter.package_name }}.cache import (
     Cache,
     CacheSerializationError,
-    _variant,
-    cache_directives,
     cached,
     encode_json,
     entity_tag,
+)
+from {{ cookiecutter.package_name }}.cache.http import (
+    cache_directives,
     parse_if_none_match,
+    request_variant,
 )
 
-from tests.conftest import Service
+from tests.service import Service
 
 pytestmark = pytest.mark.anyio
 
@@ -46,15 +48,16 @@ def test_request_directives_come_from_cache_control_and_pragma() -> None:
 
 def test_query_parameter_order_does_not_change_the_variant() -> None:
     headers = Headers({})
-    assert _variant("b=2&a=1", (), headers) == _variant("a=1&b=2", (), headers)
-    assert _variant("a=1", (), headers) != _variant("a=2", (), headers)
+    assert request_variant("b=2&a=1", (), headers) == request_variant("a=1&b=2", (), headers)
+    assert request_variant("a=1", (), headers) != request_variant("a=2", (), headers)
 
 
 def test_declared_vary_headers_change_the_variant() -> None:
     english = Headers({"accept-language": "en"})
     french = Headers({"accept-language": "fr"})
-    assert _variant("", ("accept-language",), english) != _variant("", ("accept-language",), french)
-    assert _variant("", (), english) == _variant("", (), french)
+    vary = ("accept-language",)
+    assert request_variant("", vary, english) != request_variant("", vary, french)
+    assert request_variant("", (), english) == request_variant("", (), french)
 
 
 def test_pydantic_models_encode_as_json() -> None:
@@ -106,6 +109,6 @@ async def test_models_come_back_as_models_on_miss_and_hit(memory_service: Servic
 
 async def test_ttl_jitter_shortens_but_never_lengthens(memory_service: Service) -> None:
     cache: Cache = memory_service.app.state.cache
-    values = {cache._ttl_ms(10) for _ in range(200)}
+    values = {cache.ttl_ms(10) for _ in range(200)}
     assert all(9_000 <= value <= 10_000 for value in values)
     assert len(values) > 1

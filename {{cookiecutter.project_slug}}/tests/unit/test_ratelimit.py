@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -10,13 +11,16 @@ from {{ cookiecutter.package_name }}.ratelimit import (
     Decision,
     Policy,
     client_address,
-    parse_networks,
     rate_limit,
     rate_limit_exempt,
-    route_policy,
 )
+from {{ cookiecutter.package_name }}.ratelimit.policy import route_policy
 
 DEFAULT = Policy.parse("100/minute")
+
+
+def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part) for part in text.split(","))
 
 
 def scope(peer: str, *headers: tuple[str, str]) -> dict[str, Any]:
@@ -48,19 +52,19 @@ def test_an_untrusted_peer_cannot_choose_its_address_with_headers() -> None:
         ("x-forwarded-for", "1.2.3.4"),
         ("forwarded", "for=5.6.7.8"),
     )
-    assert client_address(spoofed, parse_networks("10.0.0.0/8")) == "198.51.100.9"
+    assert client_address(spoofed, networks("10.0.0.0/8")) == "198.51.100.9"
     assert client_address(spoofed, ()) == "198.51.100.9"
 
 
 def test_behind_a_trusted_proxy_the_last_untrusted_hop_is_the_client() -> None:
-    trusted = parse_networks("10.0.0.0/8,127.0.0.1/32")
+    trusted = networks("10.0.0.0/8,127.0.0.1/32")
     request = scope("10.0.0.2", ("x-forwarded-for", "6.6.6.6, 203.0.113.50, 10.0.0.7"))
     # 6.6.6.6 was written by the client itself: only hops proxies added are believed.
     assert client_address(request, trusted) == "203.0.113.50"
 
 
 def test_every_x_forwarded_for_line_counts_in_order() -> None:
-    trusted = parse_networks("10.0.0.0/8")
+    trusted = networks("10.0.0.0/8")
     request = scope(
         "10.0.0.2", ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "203.0.113.50, 10.1.1.1")
     )
@@ -68,7 +72,7 @@ def test_every_x_forwarded_for_line_counts_in_order() -> None:
 
 
 def test_forwarded_is_read_with_quotes_ports_and_ipv6() -> None:
-    trusted = parse_networks("10.0.0.0/8")
+    trusted = networks("10.0.0.0/8")
     request = scope(
         "10.0.0.2",
         ("forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.9:80'),
@@ -77,7 +81,7 @@ def test_forwarded_is_read_with_quotes_ports_and_ipv6() -> None:
 
 
 def test_a_malformed_hop_stops_the_walk() -> None:
-    trusted = parse_networks("10.0.0.0/8")
+    trusted = networks("10.0.0.0/8")
     request = scope("10.0.0.2", ("x-forwarded-for", "203.0.113.50, not-an-ip, 10.0.0.3"))
     assert client_address(request, trusted) == "10.0.0.3"
 
@@ -110,6 +114,15 @@ def test_a_route_can_override_or_opt_out_through_wrappers() -> None:
     assert route_policy(wrapper, DEFAULT) == Policy(5, 60, "login", fail_closed=True)
     assert route_policy(health, DEFAULT) is None
     assert route_policy(other, DEFAULT) == DEFAULT
+
+
+def test_a_policy_the_app_gives_a_route_comes_before_the_routes_own() -> None:
+    async def login() -> None: ...
+
+    rate_limit_exempt(login)
+    given = Policy.parse("3/minute", name="login")
+    assert route_policy(login, DEFAULT, {login: given}) == given
+    assert route_policy(login, DEFAULT) is None
 
 
 def test_headers_follow_the_ietf_draft_and_retry_after_only_on_denial() -> None:

@@ -10,11 +10,10 @@ from {{ cookiecutter.package_name }}.redis_client import (
     SentinelBlockingConnectionPool,
     build_client,
     close,
-    hash_tagged,
     url_options,
 )
 
-from tests.conftest import SettingsFactory
+from tests.service import SettingsFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +82,3 @@ async def test_sentinel_gets_a_master_client_that_asks_the_sentinels(
         assert pool.connection_kwargs["username"] == "app"
     finally:
         await close(client)
-
-
-def test_keys_put_the_tag_in_braces_after_the_prefix() -> None:
-    assert hash_tagged("svc", "c:v1:items", "e", "abc") == "svc:{c:v1:items}:e:abc"

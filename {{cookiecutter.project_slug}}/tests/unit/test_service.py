@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }} import __version__
 from {{ cookiecutter.package_name }}.main import create_app
 
-from tests.conftest import Service, SettingsFactory, serve
 from tests.redis_servers import free_port
+from tests.service import Service, SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ from {{ cookiecutter.package_name }}.api.auth import hash_password, verify_passw
 from {{ cookiecutter.package_name }}.sessions import SessionCookie, SessionStore, user_tag
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.conftest import Service, SettingsFactory
+from tests.service import Service, SettingsFactory
 
 pytestmark = pytest.mark.anyio
 

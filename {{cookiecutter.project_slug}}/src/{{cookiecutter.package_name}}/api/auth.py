@@ -6,7 +6,6 @@ Accounts live in Redis next to their user's sessions. Passwords are hashed with 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -19,9 +18,10 @@ from fastapi import APIRouter, Body, Request, status
 from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
 from ..errors import ServiceError
-from ..redis_client import RedisDep, hash_tagged
-from ..sessions import LoginSessionDep, SessionDep, UserSessionDep, user_tag
-from ..settings import Settings, SettingsDep
+from ..redis_client import RedisDep
+from ..scripts import b64url, b64url_decode
+from ..sessions.web import LoginSessionDep, SessionDep, SessionStoreDep, UserSessionDep
+from ..settings import SettingsDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -63,10 +63,6 @@ class ActiveSession(BaseModel):
     current: bool
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def hash_password(password: str, cost: int) -> str:
     salt = secrets.token_bytes(16)
     derived = hashlib.scrypt(
@@ -78,43 +74,38 @@ def hash_password(password: str, cost: int) -> str:
         maxmem=2 ** (cost + 11),
         dklen=32,
     )
-    return f"scrypt${cost}${_b64(salt)}${_b64(derived)}"
+    return f"scrypt${cost}${b64url(salt)}${b64url(derived)}"
 
 
 def verify_password(password: str, stored: str) -> bool:
     _, cost, salt, expected = stored.split("$")
     derived = hashlib.scrypt(
         password.encode(),
-        salt=base64.b64decode(salt),
+        salt=b64url_decode(salt),
         n=2 ** int(cost),
         r=SCRYPT_R,
         p=SCRYPT_P,
         maxmem=2 ** (int(cost) + 11),
         dklen=32,
     )
-    return hmac.compare_digest(derived, base64.b64decode(expected))
+    return hmac.compare_digest(derived, b64url_decode(expected))
 
 
 def _unknown_user_hash(cost: int) -> str:
     """Same cost as a real hash, matching nothing: unknown users take as long as known ones."""
-    return f"scrypt${cost}${_b64(bytes(16))}${_b64(secrets.token_bytes(32))}"
-
-
-def _account_key(settings: Settings, username: str) -> str:
-    # The same hash tag as the user's sessions: one Cluster slot per user.
-    return hash_tagged(settings.redis_key_prefix, f"s:{user_tag(username)}", "account")
+    return f"scrypt${cost}${b64url(bytes(16))}${b64url(secrets.token_bytes(32))}"
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-async def register(credentials: Credentials, redis: RedisDep, settings: SettingsDep) -> Me:
+async def register(
+    credentials: Credentials, redis: RedisDep, store: SessionStoreDep, settings: SettingsDep
+) -> Me:
     password_hash = await to_thread.run_sync(
         hash_password, credentials.password, settings.password_hash_cost
     )
     account = {"username": credentials.username, "password": password_hash,
                "created_at": datetime.now(UTC).isoformat()}  # fmt: skip
-    created = await redis.set(
-        _account_key(settings, credentials.username), json.dumps(account), nx=True
-    )
+    created = await redis.set(store.account_key(credentials.username), json.dumps(account), nx=True)
     if not created:
         raise ServiceError(409, "username_taken", "That username is already registered.")
     return Me(username=credentials.username)
@@ -126,10 +117,11 @@ async def login(
     request: Request,
     session: LoginSessionDep,
     redis: RedisDep,
+    store: SessionStoreDep,
     settings: SettingsDep,
 ) -> LoginResult:
     """Check the password, then start a session under a new id (the old id dies)."""
-    stored = await redis.get(_account_key(settings, credentials.username))
+    stored = await redis.get(store.account_key(credentials.username))
     account: dict[str, Any] = json.loads(stored) if stored else {}
     password_hash = account.get("password") or _unknown_user_hash(settings.password_hash_cost)
     valid = await to_thread.run_sync(verify_password, credentials.password, password_hash)
@@ -172,7 +164,7 @@ async def logout_all(session: UserSessionDep) -> None:
 @router.get("/preferences")
 async def get_preferences(session: SessionDep) -> dict[str, JsonValue]:
     """Whatever this browser's session holds, logged in or not."""
-    return dict(session.session.data) if session.session else {}
+    return dict(session.data)
 
 
 @router.patch("/preferences")
@@ -191,4 +183,4 @@ async def update_preferences(
             details={"fields": too_large},
         )  # fmt: skip
     await session.set(changes)
-    return dict(session.session.data) if session.session else {}
+    return dict(session.data)

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
-from ..cache import CacheDep, cached
+from ..cache.http import CacheDep, cached
 from ..settings import SettingsDep
 
 router = APIRouter(prefix="/items", tags=["items"])

@@ -19,118 +19,28 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import ipaddress
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Request
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .breaker import CircuitBreaker, RedisUnavailableError
-from .errors import ServiceError
-from .redis_client import LuaScript, RedisClient, hash_tagged
-from .settings import Settings
+from ..breaker import CircuitBreaker, RedisUnavailableError
+from ..errors import ServiceError
+from ..redis_client import RedisClient
+from ..scripts import LuaScript, digest, hash_tagged
+from ..settings import Settings
+from .policy import Decision, Policy, RoutePolicies, route_policy
 
 logger = logging.getLogger(__name__)
 
 STATE_KEY = "rate_limit"
-PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-POLICY_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True)
-class Policy:
-    """`limit` requests per `period_seconds`, under a name shown in the headers."""
-
-    limit: int
-    period_seconds: int
-    name: str = "default"
-    fail_closed: bool = False
-
-    @functools.cached_property
-    def header(self) -> str:
-        """The RateLimit-Policy field value, e.g. `"default";q=100;w=60`."""
-        return f'"{self.name}";q={self.limit};w={self.period_seconds}'
-
-    @classmethod
-    def parse(cls, text: str, *, name: str = "default", fail_closed: bool = False) -> Policy:
-        """`N/second`, `N/minute`, `N/hour` or `N/day`, e.g. `100/minute`."""
-        match = POLICY_RE.match(text)
-        if not match or int(match[1]) < 1:
-            raise ValueError(f"rate limit {text!r}: write N/second|minute|hour|day, N >= 1")
-        if not NAME_RE.match(name):
-            raise ValueError(f"rate limit name {name!r}: use 1-32 of a-z 0-9 _ -")
-        return cls(int(match[1]), PERIODS[match[2]], name, fail_closed)
-
-
-@dataclass(frozen=True)
-class Decision:
-    policy: Policy
-    allowed: bool
-    remaining: int
-    reset_seconds: int
-    retry_after_seconds: int
-
-    def headers(self, *, legacy: bool) -> dict[str, str]:
-        headers = {
-            "ratelimit-policy": self.policy.header,
-            "ratelimit": f'"{self.policy.name}";r={self.remaining};t={self.reset_seconds}',
-        }
-        if legacy:
-            headers["x-ratelimit-limit"] = str(self.policy.limit)
-            headers["x-ratelimit-remaining"] = str(self.remaining)
-            headers["x-ratelimit-reset"] = str(self.reset_seconds)
-        if not self.allowed:
-            headers["retry-after"] = str(self.retry_after_seconds)
-        return headers
-
-
-_ROUTE_POLICIES: dict[Callable[..., Any], Policy | None] = {}
-
-
-def rate_limit(
-    limit: str, *, name: str, fail_closed: bool = False
-) -> Callable[[Endpoint], Endpoint]:
-    """Give a route its own policy instead of the default, e.g. `@rate_limit("5/minute",
-    name="login", fail_closed=True)`. Put it under the route decorator."""
-    policy = Policy.parse(limit, name=name, fail_closed=fail_closed)
-
-    def mark(endpoint: Endpoint) -> Endpoint:
-        _ROUTE_POLICIES[endpoint] = policy
-        return endpoint
-
-    return mark
-
-
-def rate_limit_exempt(endpoint: Endpoint) -> Endpoint:
-    """Never limit this route (and never touch Redis for it)."""
-    _ROUTE_POLICIES[endpoint] = None
-    return endpoint
-
-
-def route_policy(endpoint: Callable[..., Any] | None, default: Policy) -> Policy | None:
-    """The route's own policy, None if exempt, else the default (decorators may wrap)."""
-    while endpoint is not None:
-        if endpoint in _ROUTE_POLICIES:
-            return _ROUTE_POLICIES[endpoint]
-        endpoint = getattr(endpoint, "__wrapped__", None)
-    return default
-
-
-def parse_networks(text: str) -> tuple[IpNetwork, ...]:
-    return tuple(
-        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
-    )
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -195,16 +105,17 @@ class RateLimiter:
         *,
         algorithm: str,
         identify_user: Callable[[Request], str | None] | None = None,
+        route_policies: RoutePolicies | None = None,
     ) -> None:
         self._redis = redis
         self._prefix = settings.redis_key_prefix
-        self._script = LuaScript(f"ratelimit_{algorithm}.lua")
+        self._script = LuaScript(__package__, f"{algorithm}.lua")
         self.algorithm = algorithm
         self.default = Policy.parse(settings.rate_limit_default)
-        self.exempt_paths = tuple(
-            path.strip() for path in settings.rate_limit_exempt_paths.split(",") if path.strip()
-        )
-        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        self.exempt_paths = tuple(settings.rate_limit_exempt_paths)
+        self.trusted_proxies: tuple[IpNetwork, ...] = tuple(settings.trusted_proxies)
+        self.route_policies = dict(route_policies or {})
+        self.legacy_headers = settings.rate_limit_legacy_headers
         self._identify_user = identify_user
         self.breaker = CircuitBreaker.from_settings("rate limiter", settings, logger)
 
@@ -216,8 +127,7 @@ class RateLimiter:
 
     def key(self, policy: Policy, identity: str) -> str:
         """The Redis key of one client's bucket under one policy (a hash of the identity)."""
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
-        return hash_tagged(self._prefix, f"rl:{policy.name}:{digest}", self.algorithm)
+        return hash_tagged(self._prefix, f"rl:{policy.name}:{digest(identity)}", self.algorithm)
 
     async def check(
         self, policy: Policy, identity: str, *, now_ms: float | None = None
@@ -243,6 +153,9 @@ class RateLimiter:
             retry_after_seconds=max(math.ceil(int(retry_ms) / 1000), 1) if not allowed else 0,
         )
 
+    def policy_for(self, endpoint: Callable[..., Any] | None) -> Policy | None:
+        return route_policy(endpoint, self.default, self.route_policies)
+
     def is_exempt(self, path: str) -> bool:
         return any(
             path == prefix or path.startswith(prefix.rstrip("/") + "/")
@@ -253,12 +166,12 @@ class RateLimiter:
 async def enforce_rate_limit(request: Request) -> None:
     """App-wide dependency: decide before the route's own dependencies and body work.
 
-    The decision goes to request.state; RateLimitHeadersMiddleware writes the headers.
+    The decision's headers go to request.state; RateLimitHeadersMiddleware writes them.
     """
     limiter: RateLimiter = request.app.state.rate_limiter
     if limiter.is_exempt(request.scope["path"]):
         return
-    policy = route_policy(request.scope.get("endpoint"), limiter.default)
+    policy = limiter.policy_for(request.scope.get("endpoint"))
     if policy is None:
         return
     decision = await limiter.check(policy, limiter.identity(request))
@@ -270,7 +183,9 @@ async def enforce_rate_limit(request: Request) -> None:
                 "This route is not served while its rate limit cannot be checked.",
             )
         return
-    request.scope.setdefault("state", {})[STATE_KEY] = decision
+    request.scope.setdefault("state", {})[STATE_KEY] = decision.headers(
+        legacy=limiter.legacy_headers
+    )
     if not decision.allowed:
         raise ServiceError(
             429,
@@ -283,9 +198,8 @@ async def enforce_rate_limit(request: Request) -> None:
 class RateLimitHeadersMiddleware:
     """Pure ASGI: adds the rate-limit headers of the request's decision, in one place."""
 
-    def __init__(self, app: ASGIApp, *, legacy_headers: bool = False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.legacy_headers = legacy_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -294,13 +208,10 @@ class RateLimitHeadersMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
 
         async def send_with_headers(message: Message) -> None:
-            decision: Decision | None = state.get(STATE_KEY)
-            if message["type"] == "http.response.start" and decision is not None:
-                added = decision.headers(legacy=self.legacy_headers)
-                message["headers"] = [
-                    *(item for item in message.get("headers", ()) if item[0].decode() not in added),
-                    *((name.encode(), value.encode()) for name, value in added.items()),
-                ]
+            headers: dict[str, str] | None = state.get(STATE_KEY)
+            if message["type"] == "http.response.start" and headers is not None:
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message).update(headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

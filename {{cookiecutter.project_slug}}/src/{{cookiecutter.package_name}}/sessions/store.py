@@ -1,12 +1,15 @@
-"""Server-side sessions in Redis, safe by default.
+"""Server-side sessions in Redis, safe by default: the key layout and every Redis call.
 
 * Ids are 256-bit random tokens the server chooses; a cookie the server did not issue is
   never adopted (an unknown id reads as "no session", and a new session gets a new id).
 * Redis keys hold a hash of the token, never the token: a dump or MONITOR reveals no
   live session.
-* Reading costs one round trip and writes nothing (the idle timer rolls forward at most
-  once per SESSION_TOUCH_INTERVAL_SECONDS). Changes are written per field, so concurrent
-  requests that change different fields keep each other's work.
+* Reading costs one round trip. A read writes only in two cases: it rolls the idle timer
+  forward when SESSION_TOUCH_INTERVAL_SECONDS have passed since the last roll, and it
+  deletes a session it finds dead (past its maximum age, or logged out everywhere; an
+  idle session is gone already, its key's TTL having run out).
+  Changes are written per field, so concurrent requests that change different fields keep
+  each other's work.
 * Login replaces the id (the old one stops working at once); logout ends one session;
   "log out everywhere" ends all of a user's sessions in O(1).
 * An idle TTL and an absolute maximum age; HttpOnly, SameSite and, in production,
@@ -23,7 +26,6 @@ the tag without a Redis round trip.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
@@ -33,47 +35,38 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request, Response
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from .breaker import CircuitBreaker, RedisUnavailableError
-from .errors import ServiceError
-from .redis_client import LuaScript, RedisClient, hash_tagged
-from .settings import Settings
+from ..breaker import CircuitBreaker, RedisUnavailableError
+from ..errors import ServiceError
+from ..redis_client import RedisClient
+from ..scripts import LuaScript, b64url, digest, hash_tagged
+from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 
-READ = LuaScript("session_read.lua")
-CREATE = LuaScript("session_create.lua")
-WRITE = LuaScript("session_write.lua")
-LOGIN = LuaScript("session_login.lua")
-LOGOUT = LuaScript("session_logout.lua")
-LOGOUT_ALL = LuaScript("session_logout_all.lua")
-LIST = LuaScript("session_list.lua")
+READ = LuaScript(__package__, "read.lua")
+CREATE = LuaScript(__package__, "create.lua")
+WRITE = LuaScript(__package__, "write.lua")
+LOGIN = LuaScript(__package__, "login.lua")
+LOGOUT = LuaScript(__package__, "logout.lua")
+LOGOUT_ALL = LuaScript(__package__, "logout_all.lua")
+LIST = LuaScript(__package__, "list.lua")
 
 COOKIE_RE = re.compile(
     r"^(?P<tag>[ua][A-Za-z0-9_-]{22})\.(?P<signature>[A-Za-z0-9_-]{16})\.(?P<token>[A-Za-z0-9_-]{43})$"
 )
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 DATA_PREFIX = "d:"
 FIELD_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_LISTED_SESSIONS = 100
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
 def user_tag(username: str) -> str:
     """The tag of every key of a user's sessions: `u` + a hash of the username."""
-    return "u" + _b64(hashlib.sha256(b"user\0" + username.encode()).digest())[:22]
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
+    return "u" + b64url(hashlib.sha256(b"user\0" + username.encode()).digest())[:22]
 
 
 class SessionStoreUnavailableError(ServiceError):
@@ -98,7 +91,7 @@ class SessionCookie:
 
     @property
     def digest(self) -> str:
-        return _digest(self.token)
+        return digest(self.token)
 
     @classmethod
     def parse(cls, value: str | None) -> SessionCookie | None:
@@ -163,11 +156,15 @@ class SessionStore:
     def session_key(self, cookie: SessionCookie) -> str:
         return self._key(cookie.tag, cookie.digest)
 
+    def account_key(self, username: str) -> str:
+        """Where the demo keeps an account: beside the user's sessions, in their Cluster slot."""
+        return self._key(user_tag(username), "account")
+
     def _new_cookie(self, tag: str) -> SessionCookie:
         return SessionCookie(tag=tag, signature=self._sign(tag), token=secrets.token_urlsafe(32))
 
     def _sign(self, tag: str) -> str:
-        return _b64(hmac.new(self._secret, tag.encode(), hashlib.sha256).digest())[:16]
+        return b64url(hmac.new(self._secret, tag.encode(), hashlib.sha256).digest())[:16]
 
     def verified_user_tag(self, cookie_value: str | None) -> str | None:
         """The user tag of a cookie this service signed, without asking Redis.
@@ -210,7 +207,8 @@ class SessionStore:
     # -- operations -----------------------------------------------------------------------
 
     async def load(self, cookie_value: str | None) -> Session | None:
-        """The live session this cookie names, or None. One round trip; no write."""
+        """The live session this cookie names, or None. One round trip (see the module
+        docstring for the two cases in which it writes)."""
         cookie = SessionCookie.parse(cookie_value)
         if cookie is None:
             return None
@@ -369,154 +367,3 @@ class SessionStore:
             for i in range(0, len(reply), 4)
         ]
         return sorted(sessions, key=lambda info: info.created_at, reverse=True)
-
-
-class SessionContext:
-    """The request's session: loaded once, created on first write, rotated on login,
-    ended on logout; keeps the cookie on the response in step with it.
-
-    If a route returns a Response object itself, FastAPI does not merge the cookie set
-    here into it: return data (or copy the Set-Cookie header) from such routes.
-    """
-
-    def __init__(
-        self, store: SessionStore, settings: Settings, response: Response, session: Session | None
-    ) -> None:
-        self._store = store
-        self._settings = settings
-        self._response = response
-        self.session = session
-
-    @property
-    def user(self) -> str | None:
-        return self.session.user if self.session else None
-
-    @property
-    def username(self) -> str:
-        """The logged-in user (401 if there is none)."""
-        if self.session is None or self.session.user is None:
-            raise ServiceError(401, "not_authenticated", "Log in first.")
-        return self.session.user
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.session.data.get(name, default) if self.session else default
-
-    async def set(self, values: Mapping[str, Any]) -> None:
-        """Write these fields (only these). Creates an anonymous session if there is none."""
-        if self.session is not None and await self._store.update(self.session, values):
-            return
-        self.session = await self._store.create(
-            {**(self.session.data if self.session else {}), **values}
-        )
-        self._set_cookie(self.session)
-
-    async def remove(self, *names: str) -> None:
-        if self.session is not None:
-            await self._store.update(self.session, {}, names)
-
-    async def login(self, username: str, user_agent: str) -> Session:
-        self.session = await self._store.login(username, self.session, user_agent)
-        self._set_cookie(self.session)
-        return self.session
-
-    async def logout(self) -> None:
-        if self.session is not None:
-            await self._store.logout(self.session)
-        self.session = None
-        self._clear_cookie()
-
-    async def logout_everywhere(self) -> None:
-        if self.session is not None and self.session.user is not None:
-            await self._store.logout_everywhere(self.session.user)
-        self.session = None
-        self._clear_cookie()
-
-    async def active_sessions(self) -> list[SessionInfo]:
-        if self.session is None or self.session.user is None:
-            return []
-        return await self._store.active_sessions(self.session)
-
-    def _forget_cookie_headers(self) -> None:
-        """Drop Set-Cookie headers for our cookie written earlier in this request: the
-        browser should see one instruction, the last."""
-        name = self._settings.session_cookie_key.encode() + b"="
-        self._response.raw_headers[:] = [
-            (key, value)
-            for key, value in self._response.raw_headers
-            if not (key == b"set-cookie" and value.startswith(name))
-        ]
-
-    def _set_cookie(self, session: Session) -> None:
-        self._forget_cookie_headers()
-        self._response.set_cookie(
-            self._settings.session_cookie_key,
-            session.cookie.value,
-            max_age=int(self._settings.session_max_age_seconds),
-            path="/",
-            secure=self._settings.session_cookie_is_secure,
-            httponly=True,
-            samesite=self._settings.session_cookie_samesite,
-        )
-
-    def _clear_cookie(self) -> None:
-        self._forget_cookie_headers()
-        self._response.delete_cookie(
-            self._settings.session_cookie_key,
-            path="/",
-            secure=self._settings.session_cookie_is_secure,
-            httponly=True,
-            samesite=self._settings.session_cookie_samesite,
-        )
-
-
-def user_from_cookie(request: Request) -> str | None:
-    """Whom this request's session cookie was issued to (signature checked, no Redis call):
-    how other layers, such as the rate limiter, tell users apart."""
-    settings: Settings = request.app.state.settings
-    store = get_session_store(request)
-    return store.verified_user_tag(request.cookies.get(settings.session_cookie_key))
-
-
-def get_session_store(request: Request) -> SessionStore:
-    store: SessionStore = request.app.state.sessions
-    return store
-
-
-async def load_session(request: Request, response: Response) -> SessionContext:
-    """The request's session (one round trip when a cookie is present, none otherwise)."""
-    settings: Settings = request.app.state.settings
-    store = get_session_store(request)
-    cookie = request.cookies.get(settings.session_cookie_key)
-    session = await store.load(cookie) if cookie else None
-    context = SessionContext(store, settings, response, session)
-    if cookie and session is None:
-        context._clear_cookie()  # unknown, expired or forged: tell the browser to drop it
-    return context
-
-
-async def load_session_checking_csrf(
-    request: Request, context: Annotated[SessionContext, Depends(load_session)]
-) -> SessionContext:
-    """The session, refusing a state-changing request that a logged-in session's cookie
-    authenticates unless it carries that session's CSRF token in X-CSRF-Token."""
-    session = context.session
-    if request.method not in SAFE_METHODS and session is not None and session.is_authenticated:
-        sent = request.headers.get("x-csrf-token", "")
-        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-            raise ServiceError(403, "csrf_failed", "Missing or wrong X-CSRF-Token header.")
-    return context
-
-
-async def require_user(
-    context: Annotated[SessionContext, Depends(load_session_checking_csrf)],
-) -> SessionContext:
-    _ = context.username  # 401 unless logged in
-    return context
-
-
-# Any session (CSRF enforced on unsafe methods when logged in).
-SessionDep = Annotated[SessionContext, Depends(load_session_checking_csrf)]
-# A logged-in session, else 401 (CSRF enforced on unsafe methods).
-UserSessionDep = Annotated[SessionContext, Depends(require_user)]
-# The session as it is, without the CSRF check: for login, which replaces it anyway.
-LoginSessionDep = Annotated[SessionContext, Depends(load_session)]

@@ -1,0 +1,38 @@
+"""Caching on Redis: data (`store`) and HTTP responses (`http`), with the Lua in `lua/`."""
+
+from __future__ import annotations
+
+from starlette.datastructures import State
+from starlette.middleware import Middleware
+
+from ..api import items
+from ..features import Feature
+from ..redis_client import RedisClient
+from ..settings import Settings
+from .http import CacheDep, CacheMiddleware, CachePolicy, cached
+from .store import Cache, CacheSerializationError, encode_json, entity_tag
+
+__all__ = [
+    "Cache",
+    "CacheDep",
+    "CacheMiddleware",
+    "CachePolicy",
+    "CacheSerializationError",
+    "cache_feature",
+    "cached",
+    "encode_json",
+    "entity_tag",
+]
+
+
+def _start(state: State, redis: RedisClient, settings: Settings) -> None:
+    state.cache = Cache(redis, settings)
+
+
+def cache_feature() -> Feature:
+    return Feature(
+        name="cache",
+        start=_start,
+        routers=[items.router],
+        middleware=[Middleware(CacheMiddleware)],
+    )

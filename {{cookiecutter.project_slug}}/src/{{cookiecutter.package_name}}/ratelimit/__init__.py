@@ -1,0 +1,66 @@
+"""Rate limiting on Redis: policies (`policy`), the limiter (`limiter`), the Lua in `lua/`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from fastapi import Depends, Request
+from starlette.datastructures import State
+from starlette.middleware import Middleware
+
+from ..features import Feature
+from ..redis_client import RedisClient
+from ..settings import Settings
+from .limiter import RateLimiter, RateLimitHeadersMiddleware, client_address, enforce_rate_limit
+from .policy import Decision, Policy, rate_limit, rate_limit_exempt
+
+__all__ = [
+    "Decision",
+    "Policy",
+    "RateLimiter",
+    "client_address",
+    "rate_limit",
+    "rate_limit_exempt",
+    "rate_limit_feature",
+]
+
+
+def _start(
+    state: State,
+    redis: RedisClient,
+    settings: Settings,
+    *,
+    algorithm: str,
+    identify_user: Callable[[Request], str | None] | None,
+    route_policies: Mapping[Callable[..., Any], Policy | None],
+) -> None:
+    state.rate_limiter = RateLimiter(
+        redis,
+        settings,
+        algorithm=algorithm,
+        identify_user=identify_user,
+        route_policies=route_policies,
+    )
+
+
+def rate_limit_feature(
+    *,
+    algorithm: str,
+    identify_user: Callable[[Request], str | None] | None = None,
+    route_policies: Mapping[Callable[..., Any], Policy | None] | None = None,
+) -> Feature:
+    """Every route limited by RATE_LIMIT_DEFAULT unless exempt or given its own policy
+    (`@rate_limit`, or `route_policies` here for routes defined elsewhere)."""
+    return Feature(
+        name="rate limiting",
+        start=partial(
+            _start,
+            algorithm=algorithm,
+            identify_user=identify_user,
+            route_policies=route_policies or {},
+        ),
+        middleware=[Middleware(RateLimitHeadersMiddleware)],
+        dependencies=[Depends(enforce_rate_limit)],
+    )

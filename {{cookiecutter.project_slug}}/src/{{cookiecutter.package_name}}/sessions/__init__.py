@@ -1,0 +1,41 @@
+"""Server-side sessions in Redis: the store (`store`), the web layer (`web`), the Lua in `lua/`."""
+
+from __future__ import annotations
+
+from starlette.datastructures import State
+
+from ..api import auth
+from ..features import Feature
+from ..redis_client import RedisClient
+from ..settings import Settings
+from .store import Session, SessionCookie, SessionStore, user_tag
+from .web import (
+    LoginSessionDep,
+    SessionContext,
+    SessionDep,
+    SessionStoreDep,
+    UserSessionDep,
+    user_from_cookie,
+)
+
+__all__ = [
+    "LoginSessionDep",
+    "Session",
+    "SessionContext",
+    "SessionCookie",
+    "SessionDep",
+    "SessionStore",
+    "SessionStoreDep",
+    "UserSessionDep",
+    "sessions_feature",
+    "user_from_cookie",
+    "user_tag",
+]
+
+
+def _start(state: State, redis: RedisClient, settings: Settings) -> None:
+    state.sessions = SessionStore(redis, settings)
+
+
+def sessions_feature() -> Feature:
+    return Feature(name="sessions", start=_start, routers=[auth.router])

@@ -1,0 +1,174 @@
+"""Sessions on the web: the request's session context (cookie, CSRF, rotation) and the route
+dependencies that hand it out."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
+
+from ..errors import ServiceError
+from ..settings import Settings
+from .store import Session, SessionInfo, SessionStore
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class SessionContext:
+    """The request's session: loaded once, created on first write, rotated on login,
+    ended on logout; keeps the cookie on the response in step with it.
+
+    If a route returns a Response object itself, FastAPI does not merge the cookie set
+    here into it: return data (or copy the Set-Cookie header) from such routes.
+    """
+
+    def __init__(
+        self, store: SessionStore, settings: Settings, response: Response, session: Session | None
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._response = response
+        self.session = session
+
+    @property
+    def user(self) -> str | None:
+        return self.session.user if self.session else None
+
+    @property
+    def username(self) -> str:
+        """The logged-in user (401 if there is none)."""
+        if self.session is None or self.session.user is None:
+            raise ServiceError(401, "not_authenticated", "Log in first.")
+        return self.session.user
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The session's fields (empty without a session)."""
+        return self.session.data if self.session else {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+    async def set(self, values: Mapping[str, Any]) -> None:
+        """Write these fields (only these). Creates an anonymous session if there is none."""
+        if self.session is not None and await self._store.update(self.session, values):
+            return
+        self.session = await self._store.create(
+            {**(self.session.data if self.session else {}), **values}
+        )
+        self._set_cookie(self.session)
+
+    async def remove(self, *names: str) -> None:
+        if self.session is not None:
+            await self._store.update(self.session, {}, names)
+
+    async def login(self, username: str, user_agent: str) -> Session:
+        self.session = await self._store.login(username, self.session, user_agent)
+        self._set_cookie(self.session)
+        return self.session
+
+    async def logout(self) -> None:
+        if self.session is not None:
+            await self._store.logout(self.session)
+        self.session = None
+        self._clear_cookie()
+
+    async def logout_everywhere(self) -> None:
+        if self.session is not None and self.session.user is not None:
+            await self._store.logout_everywhere(self.session.user)
+        self.session = None
+        self._clear_cookie()
+
+    async def active_sessions(self) -> list[SessionInfo]:
+        if self.session is None or self.session.user is None:
+            return []
+        return await self._store.active_sessions(self.session)
+
+    def _forget_cookie_headers(self) -> None:
+        """Drop Set-Cookie headers for our cookie written earlier in this request: the
+        browser should see one instruction, the last."""
+        name = self._settings.session_cookie_key.encode() + b"="
+        self._response.raw_headers[:] = [
+            (key, value)
+            for key, value in self._response.raw_headers
+            if not (key == b"set-cookie" and value.startswith(name))
+        ]
+
+    def _set_cookie(self, session: Session) -> None:
+        self._forget_cookie_headers()
+        self._response.set_cookie(
+            self._settings.session_cookie_key,
+            session.cookie.value,
+            max_age=int(self._settings.session_max_age_seconds),
+            path="/",
+            secure=self._settings.session_cookie_is_secure,
+            httponly=True,
+            samesite=self._settings.session_cookie_samesite,
+        )
+
+    def _clear_cookie(self) -> None:
+        self._forget_cookie_headers()
+        self._response.delete_cookie(
+            self._settings.session_cookie_key,
+            path="/",
+            secure=self._settings.session_cookie_is_secure,
+            httponly=True,
+            samesite=self._settings.session_cookie_samesite,
+        )
+
+
+def user_from_cookie(request: Request) -> str | None:
+    """Whom this request's session cookie was issued to (signature checked, no Redis call):
+    how other layers, such as the rate limiter, tell users apart."""
+    settings: Settings = request.app.state.settings
+    store = get_session_store(request)
+    return store.verified_user_tag(request.cookies.get(settings.session_cookie_key))
+
+
+def get_session_store(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.sessions
+    return store
+
+
+async def load_session(request: Request, response: Response) -> SessionContext:
+    """The request's session (one round trip when a cookie is present, none otherwise)."""
+    settings: Settings = request.app.state.settings
+    store = get_session_store(request)
+    cookie = request.cookies.get(settings.session_cookie_key)
+    session = await store.load(cookie) if cookie else None
+    context = SessionContext(store, settings, response, session)
+    if cookie and session is None:
+        context._clear_cookie()  # unknown, expired or forged: tell the browser to drop it
+    return context
+
+
+async def load_session_checking_csrf(
+    request: Request, context: Annotated[SessionContext, Depends(load_session)]
+) -> SessionContext:
+    """The session, refusing a state-changing request that a logged-in session's cookie
+    authenticates unless it carries that session's CSRF token in X-CSRF-Token."""
+    session = context.session
+    if request.method not in SAFE_METHODS and session is not None and session.is_authenticated:
+        sent = request.headers.get("x-csrf-token", "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise ServiceError(403, "csrf_failed", "Missing or wrong X-CSRF-Token header.")
+    return context
+
+
+async def require_user(
+    context: Annotated[SessionContext, Depends(load_session_checking_csrf)],
+) -> SessionContext:
+    _ = context.username  # 401 unless logged in
+    return context
+
+
+# Any session (CSRF enforced on unsafe methods when logged in).
+SessionDep = Annotated[SessionContext, Depends(load_session_checking_csrf)]
+# A logged-in session, else 401 (CSRF enforced on unsafe methods).
+UserSessionDep = Annotated[SessionContext, Depends(require_user)]
+# The session as it is, without the CSRF check: for login, which replaces it anyway.
+LoginSessionDep = Annotated[SessionContext, Depends(load_session)]
+# The store itself, for routes that keep their own data beside the sessions.
+SessionStoreDep = Annotated[SessionStore, Depends(get_session_store)]
