@@ -15,6 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+from cookiecutter.prompt import prompt_for_config
+
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
 COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
 
@@ -199,3 +202,19 @@ def combination_id(combination: Mapping[str, Any]) -> str:
         if name in base and value != base[name]
     ]
     return ",".join(changed) or "defaults"
+
+
+def answers(combination: Mapping[str, Any]) -> dict[str, Any]:
+    """Every variable as Cookiecutter sees it for these answers, including the derived
+    `__` names of option interactions (rendered by Cookiecutter itself, not re-spelled here)."""
+    context = {"cookiecutter": {**COOKIECUTTER_JSON, **combination}}
+    return dict(prompt_for_config(context, no_input=True))
+
+
+def params(combinations: Iterable[Combination], group: str = "") -> list[Any]:
+    """pytest params of these combinations, named by combination_id; the tests of one
+    combination run on one xdist worker (`group` keeps separate suites apart)."""
+    return [
+        pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(group + combination_id(c)))
+        for c in combinations
+    ]

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.combos import TEMPLATE_DIR
+from tests.tools import run, tool
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
-
 
 def _git(*args: str, cwd: Path) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    result = run("git", *identity, *args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture
@@ -42,17 +36,13 @@ def template_repository(tmp_path: Path) -> Path:
 
 def test_cruft_create_then_check_passes(template_repository: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
-    create = subprocess.run(
-        [str(BIN / "cruft"), "create", str(template_repository), "--no-input", "--output-dir", str(output)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    create = run(
+        tool("cruft"), "create", str(template_repository), "--no-input", "--output-dir", str(output),
+        cwd=tmp_path,
+    )  # fmt: skip
     assert create.returncode == 0, create.stdout + create.stderr
     project = output / "redis-service"
     assert (project / ".cruft.json").exists()
-    check = subprocess.run(
-        [str(BIN / "cruft"), "check"], cwd=project, capture_output=True, text=True, check=False
-    )
+    check = run(tool("cruft"), "check", cwd=project)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "up to date" in check.stdout

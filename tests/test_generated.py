@@ -9,16 +9,13 @@ from typing import Any
 
 import pytest
 
-from tests.combos import all_off, all_on, combination_id, defaults, generated_combinations
-from tests.conftest import CACHE_DIR, SharedEnvironment, project_requirements, render
+from tests.combos import all_off, all_on, defaults, generated_combinations, params
+from tests.rendering import CACHE_DIR, SharedEnvironment, project_requirements, render
 
 pytestmark = pytest.mark.slow
 
 COMBINATIONS = generated_combinations()
-PARAMS = [
-    pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(f"generated-{combination_id(c)}"))
-    for c in COMBINATIONS
-]
+PARAMS = params(COMBINATIONS, group="generated-")
 
 
 def test_the_generated_set_includes_the_landmarks() -> None:

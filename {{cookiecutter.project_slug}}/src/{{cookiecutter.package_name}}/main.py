@@ -38,6 +38,7 @@ from .settings import Settings, get_settings
 
 def enabled_features() -> list[Feature]:
     return [
+        # In order: each feature's middleware wraps the ones listed before it.
 {%- if cookiecutter.use_cache %}
         cache_feature(),
 {%- endif %}

@@ -11,7 +11,9 @@ from tests.pinned_clock import T0, WINDOW_MS, decide
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_first_request_counts_against_the_current_window(rate_limiter: RateLimiter) -> None:
+async def test_the_first_request_counts_against_the_current_window(
+    rate_limiter: RateLimiter,
+) -> None:
     decision = await decide(rate_limiter, T0 + 15_000)
     assert (decision.allowed, decision.remaining, decision.reset_seconds) == (True, 9, 45)
 

@@ -24,7 +24,6 @@ from {{ cookiecutter.package_name }}.sessions import user_tag
 from {{ cookiecutter.package_name }}.scripts import hash_tagged
 {%- endif %}
 
-from tests.service import SettingsFactory, serve
 from tests.failover import (
     Load,
     answering_again,
@@ -36,6 +35,7 @@ from tests.failover import (
 )
 from tests.redis_deployments import REDIS_CLI, LocalCluster, Secured, wait_replicated
 from tests.redis_servers import REDIS_SERVER, RedisServer, free_port
+from tests.service import SettingsFactory, serve
 
 pytestmark = [
     pytest.mark.anyio,

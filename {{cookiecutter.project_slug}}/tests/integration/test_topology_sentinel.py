@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.service import SettingsFactory, serve
 from tests.failover import (
     Load,
     answering_again,
@@ -23,6 +22,7 @@ from tests.failover import (
 )
 from tests.redis_deployments import LocalSentinelSet, Secured, wait_replicated
 from tests.redis_servers import REDIS_SERVER
+from tests.service import SettingsFactory, serve
 
 pytestmark = [
     pytest.mark.anyio,

@@ -149,7 +149,7 @@ class Plan:
         ):
             return None
         self.variant = request_variant(request.url.query, policy.vary, request.headers)
-        self.keys = self.cache.keys(policy.namespace, request.url.path, self.variant)
+        self.keys = self.cache.resource_keys(policy.namespace, request.url.path, self.variant)
         self.token = secrets.token_hex(16)
         self.etags = parse_if_none_match(request.headers.get("if-none-match"))
         try:

@@ -138,7 +138,7 @@ class Cache:
 
     # -- keys and Redis calls ---------------------------------------------------------
 
-    def keys(self, namespace: str, resource: str, variant: str) -> CacheKeys:
+    def resource_keys(self, namespace: str, resource: str, variant: str) -> CacheKeys:
         tag = f"c:{SCHEMA}:{check_namespace(namespace)}"
         resource_digest = digest(resource)
         return CacheKeys(
@@ -271,7 +271,7 @@ class Cache:
         Returns the value as JSON types, or as `model` when given: the same on a hit and a
         miss. A value that is not JSON-serializable raises CacheSerializationError here.
         """
-        keys = self.keys(namespace, key, "-")
+        keys = self.resource_keys(namespace, key, "-")
         token = secrets.token_hex(16)
         try:
             found = await self.obtain(keys, "-", token, take_lock=True, refresh=False)
@@ -301,10 +301,10 @@ class Cache:
 
         Redis errors propagate: a caller that changed data must know the cache may still
         serve the old version (until the entry's TTL)."""
-        keys = self.keys(namespace, key, "-")
+        keys = self.resource_keys(namespace, key, "-")
         await INVALIDATE(self._redis, [keys.entry, keys.marker], [self._lock_ttl_ms + 1000])
 
     async def invalidate_namespace(self, namespace: str) -> None:
         """Drop every entry of a namespace in O(1): entries keep the old version and miss."""
-        keys = self.keys(namespace, "", "-")
+        keys = self.resource_keys(namespace, "", "-")
         await self._redis.set(keys.version, secrets.token_hex(8))
