@@ -60,11 +60,12 @@ class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionP
 class _FairQueue:
     """Commands wait for a free connection in arrival order, up to the pool timeout.
 
-    redis-py's BlockingConnectionPool lets a newcomer take a connection that was just
-    handed to a waiter, so under sustained load some requests can wait far past the
-    timeout (measured: with 64 callers on 50 connections, some waited over a second). A
-    FIFO semaphore of the pool's size in front of it keeps waits short and fair. Cluster
-    nodes have no blocking pool at all (they raise MaxConnectionsError); this gives them one.
+    redis-py's BlockingConnectionPool is not first-come first-served: a newcomer can take a
+    connection that was just freed for a waiter, so under sustained load a waiter can be
+    passed over until its timeout. A FIFO semaphore of the pool's size in front of it keeps
+    every wait bounded (tests/integration/test_redis_client.py: 64 callers on 50
+    connections). Cluster nodes have no blocking pool at all (they raise
+    MaxConnectionsError); this gives them one.
     """
 
     _slots: asyncio.Semaphore

@@ -39,7 +39,7 @@ pytestmark = [
 PROJECT = Path(__file__).resolve().parents[2]
 PROFILE = "{{ cookiecutter.redis_persistence }}"
 # Sessions or rate-limit counters live in this Redis: they must never be evicted.
-KEEPS_STATE = "{{ cookiecutter.__keeps_state }}" == "yes"
+KEEPS_STATE = bool("{{ cookiecutter.__keeps_state }}")
 AOF = PROFILE in ("aof", "rdb_aof")
 RDB = PROFILE in ("rdb", "rdb_aof")
 ADMIN_PASSWORD = secrets.token_urlsafe(24)

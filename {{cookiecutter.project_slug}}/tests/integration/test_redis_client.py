@@ -17,6 +17,9 @@ from tests.service import SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 
+# What a loaded 2-core machine may add to a deadline before the answer is in.
+SCHEDULING_SLACK_SECONDS = 0.4
+
 
 async def test_readiness_is_ok_with_a_real_redis(real_settings: SettingsFactory) -> None:
     async with serve(real_settings()) as service:
@@ -25,7 +28,7 @@ async def test_readiness_is_ok_with_a_real_redis(real_settings: SettingsFactory)
     assert response.json()["redis"]["topology"] in {"standalone", "sentinel", "cluster"}
 
 
-async def test_readiness_turns_503_within_a_second_once_redis_stops(
+async def test_readiness_turns_503_within_its_deadline_once_redis_stops(
     make_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:
     async with serve(make_settings(redis_url=own_redis_server.url)) as service:
@@ -37,10 +40,10 @@ async def test_readiness_turns_503_within_a_second_once_redis_stops(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
     assert response.json()["error"]["message"] == "Redis is unreachable."
-    assert elapsed < 1.0
+    assert elapsed < service.settings.health_timeout_seconds  # refused at once
 
 
-async def test_readiness_is_503_within_a_second_when_redis_hangs(
+async def test_readiness_is_503_at_its_deadline_when_redis_hangs(
     make_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:
     async with serve(make_settings(redis_url=own_redis_server.url)) as service:
@@ -54,7 +57,7 @@ async def test_readiness_is_503_within_a_second_when_redis_hangs(
             own_redis_server.resume()
     assert response.status_code == 503
     assert "did not answer within" in response.json()["error"]["message"]
-    assert elapsed < 1.2
+    assert elapsed < service.settings.health_timeout_seconds + SCHEDULING_SLACK_SECONDS
 
 
 async def test_a_timed_out_command_is_not_sent_again(
@@ -94,3 +97,32 @@ async def test_a_full_pool_makes_callers_wait_instead_of_failing(
         await client.delete(key)
     finally:
         await close(client)
+
+
+async def test_64_callers_on_50_connections_each_wait_less_than_the_pool_timeout(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    """More callers than connections, each holding its connection for 20 ms at a time: every
+    call is served, and none waits as long as the pool timeout."""
+    settings = make_settings(
+        redis_url=own_redis_server.url,
+        redis_max_connections=50,
+        redis_pool_timeout_seconds=1.0,
+    )
+    client = build_client(settings)
+    idle_key = f"{settings.redis_key_prefix}:never-filled"
+
+    async def caller() -> list[float]:
+        durations = []
+        for _ in range(10):
+            started = time.perf_counter()
+            await client.blpop([idle_key], timeout=0.02)  # holds a connection for 20 ms
+            durations.append(time.perf_counter() - started)
+        return durations
+
+    try:
+        per_caller = await asyncio.gather(*(caller() for _ in range(64)))
+    finally:
+        await close(client)
+    longest = max(max(durations) for durations in per_caller)
+    assert longest < settings.redis_pool_timeout_seconds

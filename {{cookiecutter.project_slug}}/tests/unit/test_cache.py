@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import BaseModel
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 
 from {{ cookiecutter.package_name }}.cache import (
     Cache,
@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.cache import (
 )
 from {{ cookiecutter.package_name }}.cache.http import (
     cache_directives,
+    merge_vary,
     parse_if_none_match,
     request_variant,
 )
@@ -58,6 +59,15 @@ def test_declared_vary_headers_change_the_variant() -> None:
     vary = ("accept-language",)
     assert request_variant("", vary, english) != request_variant("", vary, french)
     assert request_variant("", (), english) == request_variant("", (), french)
+
+
+def test_vary_keeps_the_routes_own_names_and_adds_each_declared_name_once() -> None:
+    headers = MutableHeaders({"vary": "Accept-Encoding, accept-language"})
+    merge_vary(headers, ("accept-language", "authorization"))
+    assert headers["vary"] == "Accept-Encoding, accept-language, Authorization"
+    empty = MutableHeaders({})
+    merge_vary(empty, ())
+    assert "vary" not in empty
 
 
 def test_pydantic_models_encode_as_json() -> None:

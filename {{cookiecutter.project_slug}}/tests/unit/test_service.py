@@ -45,7 +45,7 @@ async def test_readiness_is_ok_when_redis_answers(memory_service: Service) -> No
     assert response.json() == {"status": "ok", "redis": {"topology": "memory"}}
 
 
-async def test_readiness_is_503_json_within_a_second_when_redis_refuses(
+async def test_readiness_is_503_json_within_its_deadline_when_redis_refuses(
     make_settings: SettingsFactory,
 ) -> None:
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
@@ -55,7 +55,8 @@ async def test_readiness_is_503_json_within_a_second_when_redis_refuses(
         elapsed = time.perf_counter() - started
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
-    assert elapsed < 1.0
+    # Refused at once: well inside readiness's own deadline.
+    assert elapsed < service.settings.health_timeout_seconds
 
 
 async def test_openapi_docs_are_served(memory_service: Service) -> None:
