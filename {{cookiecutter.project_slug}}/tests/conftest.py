@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 {% if cookiecutter.rate_limiting != "none" -%}
-from {{ cookiecutter.package_name }}.ratelimit import RateLimiter
+from {{ cookiecutter.package_name }}.ratelimit.limiter import RateLimiter
 {% endif -%}
 from {{ cookiecutter.package_name }}.settings import Settings
 

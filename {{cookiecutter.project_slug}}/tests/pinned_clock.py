@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from {{ cookiecutter.package_name }}.ratelimit import Decision, Policy, RateLimiter
+from {{ cookiecutter.package_name }}.ratelimit.limiter import RateLimiter
+from {{ cookiecutter.package_name }}.ratelimit.policy import Decision, Policy
 
 POLICY = Policy.parse("10/minute")
 WINDOW_MS = 60_000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -62,13 +61,3 @@ async def serve(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(app=app, client=client)
 
-
-async def request_durations(client: httpx.AsyncClient, path: str, count: int) -> list[float]:
-    """How long each of `count` requests took; each must still be answered 200."""
-    durations = []
-    for _ in range(count):
-        started = time.perf_counter()
-        response = await client.get(path)
-        durations.append(time.perf_counter() - started)
-        assert response.status_code == 200
-    return durations

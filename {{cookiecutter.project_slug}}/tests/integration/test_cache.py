@@ -16,10 +16,15 @@ from {{ cookiecutter.package_name }}.cache import Cache, cached
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from tests.outages import (
+    BREAKER_OPENS_AFTER_TWO_TIMEOUTS,
+    assert_the_breaker_spared_the_timeout,
+    durations_while_frozen,
+)
 from tests.redis_monitor import record_commands
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
-from tests.service import SettingsFactory, request_durations, serve
+from tests.service import SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -359,22 +364,11 @@ async def test_the_breaker_spares_requests_the_timeout_of_a_hung_redis(
     make_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:
     settings = make_settings(
-        redis_url=own_redis_server.url,
-        demo_compute_delay_ms=0,
-        redis_socket_timeout_seconds=0.25,
-        redis_breaker_threshold=2,
-        redis_breaker_cooldown_seconds=30,
+        redis_url=own_redis_server.url, demo_compute_delay_ms=0, **BREAKER_OPENS_AFTER_TWO_TIMEOUTS
     )
     async with serve(settings) as service:
-        await get(service.client)
-        own_redis_server.pause()
-        try:
-            durations = await request_durations(service.client, "/items/a", 6)
-        finally:
-            own_redis_server.resume()
-    timeout = settings.redis_socket_timeout_seconds
-    assert all(duration >= timeout for duration in durations[:2])  # paid until the breaker opened
-    assert all(duration < timeout / 2 for duration in durations[2:])  # then Redis is skipped
+        durations = await durations_while_frozen(service, own_redis_server, "/items/a", 6)
+    assert_the_breaker_spared_the_timeout(durations, settings)
 
 
 async def test_caching_resumes_when_redis_comes_back(

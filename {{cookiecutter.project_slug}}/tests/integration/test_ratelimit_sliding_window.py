@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from {{ cookiecutter.package_name }}.ratelimit import RateLimiter
+from {{ cookiecutter.package_name }}.ratelimit.limiter import RateLimiter
 
 from tests.pinned_clock import T0, WINDOW_MS, decide
 

@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 {%- if cookiecutter.use_sessions %}
 
 from {{ cookiecutter.package_name }}.scripts import hash_tagged
-from {{ cookiecutter.package_name }}.sessions import user_tag
+from {{ cookiecutter.package_name }}.sessions.store import user_tag
 {%- elif cookiecutter.use_cache or cookiecutter.rate_limiting == "none" %}
 
 from {{ cookiecutter.package_name }}.scripts import hash_tagged

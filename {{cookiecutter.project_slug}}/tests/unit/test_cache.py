@@ -6,19 +6,14 @@ import pytest
 from pydantic import BaseModel
 from starlette.datastructures import Headers, MutableHeaders
 
-from {{ cookiecutter.package_name }}.cache import (
-    Cache,
-    CacheSerializationError,
-    cached,
-    encode_json,
-    entity_tag,
-)
+from {{ cookiecutter.package_name }}.cache import Cache, CacheSerializationError, cached
 from {{ cookiecutter.package_name }}.cache.http import (
     cache_directives,
     merge_vary,
     parse_if_none_match,
     request_variant,
 )
+from {{ cookiecutter.package_name }}.cache.store import encode_json, entity_tag
 
 from tests.service import Service
 

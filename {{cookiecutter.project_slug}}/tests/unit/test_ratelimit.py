@@ -7,14 +7,9 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }}.ratelimit import (
-    Decision,
-    Policy,
-    client_address,
-    rate_limit,
-    rate_limit_exempt,
-)
-from {{ cookiecutter.package_name }}.ratelimit.policy import route_policy
+from {{ cookiecutter.package_name }}.ratelimit import Policy, rate_limit, rate_limit_exempt
+from {{ cookiecutter.package_name }}.ratelimit.limiter import client_address
+from {{ cookiecutter.package_name }}.ratelimit.policy import Decision, route_policy
 
 DEFAULT = Policy.parse("100/minute")
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.api.auth import hash_password, verify_password
-from {{ cookiecutter.package_name }}.sessions import SessionCookie, SessionStore, user_tag
+from {{ cookiecutter.package_name }}.sessions.store import SessionCookie, SessionStore, user_tag
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.service import Service, SettingsFactory

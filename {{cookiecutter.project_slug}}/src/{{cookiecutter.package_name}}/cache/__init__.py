@@ -9,20 +9,11 @@ from ..api import items
 from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
-from .http import CacheDep, CacheMiddleware, CachePolicy, cached
-from .store import Cache, CacheSerializationError, encode_json, entity_tag
+from .http import CacheDep, CacheMiddleware, cached
+from .store import Cache, CacheSerializationError
 
-__all__ = [
-    "Cache",
-    "CacheDep",
-    "CacheMiddleware",
-    "CachePolicy",
-    "CacheSerializationError",
-    "cache_feature",
-    "cached",
-    "encode_json",
-    "entity_tag",
-]
+# What routes use; the rest is in .store and .http.
+__all__ = ["Cache", "CacheDep", "CacheSerializationError", "cache_feature", "cached"]
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:

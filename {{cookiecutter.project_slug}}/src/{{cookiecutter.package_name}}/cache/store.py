@@ -156,31 +156,6 @@ class Cache:
         # Up to 10 % shorter, never longer than asked: entries written together expire apart.
         return max(int(base * (1 - 0.1 * random.random())), 1)  # noqa: S311 - not security
 
-    async def _lookup(
-        self,
-        keys: CacheKeys,
-        variant: str,
-        token: str,
-        *,
-        take_lock: bool,
-        refresh: bool,
-        etags: Sequence[str],
-    ) -> Found:
-        reply = await self._run(
-            LOOKUP,
-            [keys.version, keys.entry, keys.lock],
-            [
-                variant,
-                token,
-                self._lock_ttl_ms,
-                int(take_lock),
-                int(refresh),
-                secrets.token_hex(8),
-                *etags,
-            ],
-        )
-        return Found.parse(reply)
-
     async def obtain(
         self,
         keys: CacheKeys,
@@ -200,9 +175,20 @@ class Cache:
         deadline = time.monotonic() + self._lock_ttl_ms / 1000
         delay = 0.01
         while True:
-            found = await self._lookup(
-                keys, variant, token, take_lock=take_lock, refresh=refresh, etags=etags
+            reply = await self._run(
+                LOOKUP,
+                [keys.version, keys.entry, keys.lock],
+                [
+                    variant,
+                    token,
+                    self._lock_ttl_ms,
+                    int(take_lock),
+                    int(refresh),
+                    secrets.token_hex(8),
+                    *etags,
+                ],
             )
+            found = Found.parse(reply)
             if found.outcome != "miss-wait" or refresh or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only

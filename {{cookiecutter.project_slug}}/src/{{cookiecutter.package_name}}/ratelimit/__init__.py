@@ -13,18 +13,11 @@ from starlette.middleware import Middleware
 from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
-from .limiter import RateLimiter, RateLimitHeadersMiddleware, client_address, enforce_rate_limit
-from .policy import Decision, Policy, rate_limit, rate_limit_exempt
+from .limiter import RateLimiter, RateLimitHeadersMiddleware, enforce_rate_limit
+from .policy import Policy, rate_limit, rate_limit_exempt
 
-__all__ = [
-    "Decision",
-    "Policy",
-    "RateLimiter",
-    "client_address",
-    "rate_limit",
-    "rate_limit_exempt",
-    "rate_limit_feature",
-]
+# What routes and main.py use; the rest is in .policy and .limiter.
+__all__ = ["Policy", "rate_limit", "rate_limit_exempt", "rate_limit_feature"]
 
 
 def _start(

@@ -8,29 +8,11 @@ from ..api import auth
 from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
-from .store import Session, SessionCookie, SessionStore, user_tag
-from .web import (
-    LoginSessionDep,
-    SessionContext,
-    SessionDep,
-    SessionStoreDep,
-    UserSessionDep,
-    user_from_cookie,
-)
+from .store import SessionStore
+from .web import SessionDep, UserSessionDep, user_from_cookie
 
-__all__ = [
-    "LoginSessionDep",
-    "Session",
-    "SessionContext",
-    "SessionCookie",
-    "SessionDep",
-    "SessionStore",
-    "SessionStoreDep",
-    "UserSessionDep",
-    "sessions_feature",
-    "user_from_cookie",
-    "user_tag",
-]
+# What routes and other features use; the rest is in .store and .web.
+__all__ = ["SessionDep", "UserSessionDep", "sessions_feature", "user_from_cookie"]
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
