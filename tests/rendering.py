@@ -111,15 +111,16 @@ def shared_environment_for(reference_dir: Path) -> SharedEnvironment:
         if not (path / ".complete").exists():
             shutil.rmtree(path, ignore_errors=True)
             venv.create(path, with_pip=True)
-            pip = [
+            pip = (
                 str(path / "bin" / "python"),
                 "-m",
                 "pip",
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-            ]
-            subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True)
-            subprocess.run([*pip, *requirements], check=True)
+            )
+            for arguments in (("--upgrade", "pip>=25.1"), tuple(requirements)):
+                result = run(*pip, *arguments, cwd=CACHE_DIR, timeout=900)
+                assert result.returncode == 0, result.stdout + result.stderr
             (path / ".complete").write_text("\n".join(requirements))
     return SharedEnvironment(path)
