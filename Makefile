@@ -1,48 +1,58 @@
-# The template repository's own tasks. Needs Python 3.11+ and make; installs the rest into .venv.
+# The template repository's own tasks. Needs Python 3.11+ and make; everything else comes
+# from uv.lock (uv itself is installed into .tools from the package index when missing).
 PYTHON ?= python3
-VENV ?= .venv
-BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+UV ?= $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+STAMP := .venv/.synced
 DEMO_DIR := build/demo
 PYTEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test quick demo clean
+.PHONY: help uv install lock lint test quick demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+uv: | $(UV) ## uv itself (from PATH, else installed into .tools)
+
+# Re-synced only when the lock or pyproject.toml changed.
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked
 	touch $@
 
-install: $(BIN)/.installed ## the template's dev tools in .venv
+install: $(STAMP) ## the template's dev tools in .venv, exactly as uv.lock says
 
-lint: $(BIN)/.installed ## ruff and mypy on the hooks and the template's tests
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
-	$(BIN)/mypy
+lock: | $(UV) ## upgrade the template's dev tools within pyproject.toml's ranges, on purpose
+	$(UV) lock --upgrade
+
+lint: $(STAMP) ## ruff and mypy on the hooks and the template's tests
+	$(UV) run --locked ruff check hooks tests
+	$(UV) run --locked ruff format --check hooks tests
+	$(UV) run --locked mypy
 
 test: lint ## the full suite: render checks, hooks, generated projects on real Redis, cruft
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run --locked pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-quick: $(BIN)/.installed ## everything but installing and running generated projects (< 1 min)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+quick: $(STAMP) ## everything but installing and running generated projects (< 1 min)
+	$(UV) run --locked pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
-demo: $(BIN)/.installed ## generate a project with the defaults and start it
+demo: $(STAMP) ## generate a project with the defaults and start it
 	rm -rf $(DEMO_DIR)
-	$(BIN)/cookiecutter . --no-input --output-dir $(DEMO_DIR)
-	$(MAKE) -C $(DEMO_DIR)/redis-service install
-	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 6379), 1)" 2>/dev/null; then \
+	$(UV) run --locked cookiecutter . --no-input --output-dir $(DEMO_DIR)
+	$(MAKE) -C $(DEMO_DIR)/redis-service install UV=$(abspath $(UV))
+	@if $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 6379), 1)" 2>/dev/null; then \
 		echo "Redis answers on localhost:6379: the service uses it."; \
 		echo "Open http://127.0.0.1:8000/docs"; \
-		$(MAKE) -C $(DEMO_DIR)/redis-service run; \
+		$(MAKE) -C $(DEMO_DIR)/redis-service run UV=$(abspath $(UV)); \
 	else \
 		echo "No Redis on localhost:6379: the service uses the in-process memory:// Redis."; \
 		echo "Open http://127.0.0.1:8000/docs"; \
-		REDIS_URL=memory:// $(MAKE) -C $(DEMO_DIR)/redis-service run; \
+		REDIS_URL=memory:// $(MAKE) -C $(DEMO_DIR)/redis-service run UV=$(abspath $(UV)); \
 	fi
 
-clean: ## remove .venv, caches and the demo project
-	rm -rf $(VENV) .cache build
+clean: ## remove .venv, .tools, caches and the demo project
+	rm -rf .venv .tools .cache build

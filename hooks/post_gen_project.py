@@ -5,14 +5,18 @@ The manifest is `_manifest` in cookiecutter.json: a list of entries, each with
 of option -> values that keep the paths (all must hold), or a list of such
 mappings (any may hold). Paths whose entry does not hold are deleted.
 
-Standard library only, offline, and safe to re-run (cruft re-runs it): no git, no
-network, no installs.
+Then, when uv is on PATH, it writes uv.lock (`uv lock`): the one step that may use the
+network, to read the package index. Without uv, or when locking fails, it says in one line
+how to make the lock, and the project is generated all the same.
+
+Standard library only, and safe to re-run (cruft re-runs it): no git, no installs.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -65,11 +69,35 @@ def _prune_empty_parents(root: Path, directory: Path) -> None:
         directory = directory.parent
 
 
+LOCK_HELP = "uv.lock was not written ({why}): run `uv lock` (or `make lock`) in the project."
+
+
+def write_lock(project: Path, uv: str | None, timeout: float = 300) -> str | None:
+    """Lock the project's dependencies with uv; None when done, else why not (one line)."""
+    if uv is None:
+        return LOCK_HELP.format(why="uv is not installed")
+    try:
+        result = subprocess.run(
+            [uv, "lock", "--quiet"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return LOCK_HELP.format(why=type(error).__name__)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["uv lock failed"])[-1]
+        return LOCK_HELP.format(why=last.strip()[:200])
+    return None
+
+
 def next_steps(context: Mapping[str, Any]) -> str:
     lines = [
         f"Generated {context['project_slug']}. Next steps:",
         f"  cd {context['project_slug']}",
-        "  make install   # creates .venv with the service and its dev tools",
+        "  make install   # .venv with the service and its dev tools, as uv.lock says",
         "  make test      # unit tests, and integration tests on a throwaway redis-server",
         "  make run       # http://127.0.0.1:8000/docs  (REDIS_URL=memory:// runs without Redis)",
     ]
@@ -82,6 +110,9 @@ def main() -> int:
     context: dict[str, Any] = json.loads(CONTEXT_JSON)
     _, removed = owned_paths(context["_manifest"], context)
     remove_paths(Path.cwd(), removed)
+    problem = write_lock(Path.cwd(), shutil.which("uv"))
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     print(next_steps(context))
     return 0
 

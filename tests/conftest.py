@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rendering import Renders, SharedEnvironment, shared_environment_for
+from tests.rendering import Renders, prime_uv_cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _uv_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Renders lock their dependencies with uv: from one shared cache, filled once."""
+    prime_uv_cache(tmp_path_factory.mktemp("uv-prime"))
 
 
 @pytest.fixture(scope="session")
 def renders(tmp_path_factory: pytest.TempPathFactory) -> Renders:
     return Renders(tmp_path_factory.mktemp("renders"))
-
-
-@pytest.fixture(scope="session")
-def shared_environment(tmp_path_factory: pytest.TempPathFactory) -> SharedEnvironment:
-    return shared_environment_for(tmp_path_factory.mktemp("reference"))

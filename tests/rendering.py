@@ -6,11 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tomllib
-import venv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +14,7 @@ from typing import Any
 from cookiecutter.main import cookiecutter
 
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, all_on
-from tests.tools import run
+from tests.tools import BIN, run, tool
 
 CACHE_DIR = Path(os.environ.get("TEMPLATE_TEST_CACHE", TEMPLATE_DIR / ".cache"))
 
@@ -58,69 +54,48 @@ class Renders:
         return self._done[key]
 
 
-def project_requirements(project: Path) -> list[str]:
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    return sorted([*pyproject["project"]["dependencies"], *pyproject["dependency-groups"]["dev"]])
-
-
-def clean_environment(venv_path: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a generated project's tools run in: nothing of ours leaks in."""
-    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "SYSTEMROOT")
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a generated project's tools run in: nothing of ours leaks in, but
+    uv's shared cache (UV_CACHE_DIR, UV_OFFLINE) carries over."""
+    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "SYSTEMROOT", "UV_CACHE_DIR", "UV_OFFLINE")
     env = {name: os.environ[name] for name in keep if name in os.environ}
-    env["PATH"] = os.pathsep.join([str(venv_path / "bin"), os.environ.get("PATH", "")])
-    env["VIRTUAL_ENV"] = str(venv_path)
+    env["PATH"] = os.environ.get("PATH", "")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     return env
 
 
-class SharedEnvironment:
-    """One virtual environment with every dependency any generated project declares.
-
-    Projects are not installed into it: their tests run with `src` on the path
-    (pytest's `pythonpath`, mypy's `mypy_path`), so one environment serves all.
-    """
+class InstalledProject:
+    """A generated project installed into its own .venv by `uv sync --locked`, from the
+    shared uv cache (so the second project on costs seconds, not a download)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.bin = path / "bin"
+
+    def uv(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return run(tool("uv"), *args, cwd=self.path, env=clean_environment(), timeout=timeout)
 
     def run(
-        self, *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 900
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 900
     ) -> subprocess.CompletedProcess[str]:
-        return run(
-            str(self.bin / args[0]),
-            *args[1:],
-            cwd=cwd,
-            env=clean_environment(self.path, env),
-            timeout=timeout,
-        )
+        """One of the project's own tools, from its .venv."""
+        executable = str(self.path / ".venv" / "bin" / args[0])
+        return run(executable, *args[1:], cwd=self.path, env=clean_environment(env), timeout=timeout)
 
 
-def shared_environment_for(reference_dir: Path) -> SharedEnvironment:
-    """The shared environment for today's dependencies: built once, then reused (by every
-    xdist worker, and by later runs while the dependencies stay the same)."""
-    reference = render(all_on(), reference_dir)
-    requirements = project_requirements(reference)
-    digest = hashlib.sha256(json.dumps([sys.version, requirements]).encode()).hexdigest()[:16]
+def prime_uv_cache(reference_dir: Path) -> None:
+    """Fill the shared uv cache once (online), then let every render lock offline from it.
+
+    Every combination's dependencies are a subset of the all-on project's, so its lock
+    resolves from what the all-on lock fetched. xdist workers share the cache: the first
+    primes it, the others wait.
+    """
+    os.environ["UV_CACHE_DIR"] = str(CACHE_DIR / "uv")
+    # The hook finds uv on PATH: put the template's own (from uv.lock) first.
+    os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    path = CACHE_DIR / f"generated-venv-{digest}"
-    # xdist workers share one environment: the first builds it, the others wait.
-    with open(CACHE_DIR / "generated-venv.lock", "w") as lock:
+    with open(CACHE_DIR / "uv-prime.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (path / ".complete").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            venv.create(path, with_pip=True)
-            pip = (
-                str(path / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            )
-            for arguments in (("--upgrade", "pip>=25.1"), tuple(requirements)):
-                result = run(*pip, *arguments, cwd=CACHE_DIR, timeout=900)
-                assert result.returncode == 0, result.stdout + result.stderr
-            (path / ".complete").write_text("\n".join(requirements))
-    return SharedEnvironment(path)
+        os.environ.pop("UV_OFFLINE", None)
+        render(all_on(), reference_dir)
+    os.environ["UV_OFFLINE"] = "1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -38,11 +39,12 @@ def test_cruft_create_then_check_passes(template_repository: Path, tmp_path: Pat
     output = tmp_path / "out"
     create = run(
         tool("cruft"), "create", str(template_repository), "--no-input", "--output-dir", str(output),
+        "--skip", "uv.lock",
         cwd=tmp_path,
     )  # fmt: skip
     assert create.returncode == 0, create.stdout + create.stderr
     project = output / "redis-service"
-    assert (project / ".cruft.json").exists()
+    assert json.loads((project / ".cruft.json").read_text())["skip"] == ["uv.lock"]
     check = run(tool("cruft"), "check", cwd=project)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "up to date" in check.stdout

@@ -1,16 +1,16 @@
-"""A pairwise-covering set of generated projects, installed and run: mypy --strict and their
-own test-suites, integration tests included, against real redis-server processes."""
+"""A pairwise-covering set of generated projects, installed from their own uv.lock and run:
+mypy --strict and their own test-suites, integration tests included, against real
+redis-server processes."""
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.combos import all_off, all_on, defaults, generated_combinations, params
-from tests.rendering import CACHE_DIR, SharedEnvironment, project_requirements, render
+from tests.combos import all_off, all_on, combination_id, defaults, generated_combinations, params
+from tests.rendering import CACHE_DIR, InstalledProject, render
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,39 @@ def test_the_generated_set_includes_the_landmarks() -> None:
         assert {**all_on(), "redis_topology": topology} in COMBINATIONS
 
 
+@pytest.fixture(scope="module")
+def installed() -> dict[str, InstalledProject]:
+    """Projects rendered once per module run (per xdist worker), by combination id."""
+    return {}
+
+
 @pytest.fixture
-def project(combination: dict[str, Any], tmp_path: Path) -> Path:
-    return render(combination, tmp_path)
+def project(
+    combination: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    installed: dict[str, InstalledProject],
+) -> InstalledProject:
+    key = combination_id(combination)
+    if key not in installed:
+        path = render(combination, tmp_path_factory.mktemp("generated"))
+        installed[key] = InstalledProject(path)
+    return installed[key]
+
+
+@pytest.mark.parametrize("combination", PARAMS)
+def test_the_lock_is_rendered_and_matches_pyproject(
+    combination: dict[str, Any], project: InstalledProject
+) -> None:
+    assert (project.path / "uv.lock").is_file()
+    result = project.uv("lock", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", PARAMS)
+def test_uv_sync_locked_installs_the_project(combination: dict[str, Any], project: InstalledProject) -> None:
+    result = project.uv("sync", "--locked")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project.path / ".venv" / "bin" / "pytest").exists()
 
 
 def _mypy_cache(worker: str) -> str:
@@ -37,30 +67,21 @@ def _mypy_cache(worker: str) -> str:
 
 @pytest.mark.parametrize("combination", PARAMS)
 def test_generated_project_type_checks_strictly(
-    combination: dict[str, Any], project: Path, shared_environment: SharedEnvironment, worker_id: str
+    combination: dict[str, Any], project: InstalledProject, worker_id: str
 ) -> None:
-    result = shared_environment.run("mypy", "--cache-dir", _mypy_cache(worker_id), cwd=project)
+    assert project.uv("sync", "--locked").returncode == 0
+    result = project.run("mypy", "--cache-dir", _mypy_cache(worker_id))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("combination", PARAMS)
-def test_generated_project_test_suite_passes(
-    combination: dict[str, Any], project: Path, shared_environment: SharedEnvironment
-) -> None:
+def test_generated_project_test_suite_passes(combination: dict[str, Any], project: InstalledProject) -> None:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: the generated integration tests need it")
-    result = shared_environment.run(
+    assert project.uv("sync", "--locked").returncode == 0
+    result = project.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
-        cwd=project,
         env={"REQUIRE_REDIS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
     assert " passed" in result.stdout
-
-
-@pytest.mark.parametrize("combination", PARAMS)
-def test_generated_dependencies_are_in_the_shared_environment(
-    combination: dict[str, Any], project: Path, shared_environment: SharedEnvironment
-) -> None:
-    installed = set((shared_environment.path / ".complete").read_text().splitlines())
-    assert set(project_requirements(project)) <= installed

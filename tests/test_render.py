@@ -81,6 +81,15 @@ def test_structured_files_parse(combination: dict[str, Any], renders: Renders) -
     assert ".pre-commit-config.yaml" in parsed
 
 
+@pytest.mark.parametrize("combination", _params())
+def test_the_dependencies_are_locked_when_the_project_is_generated(
+    combination: dict[str, Any], renders: Renders
+) -> None:
+    lock = tomllib.loads((renders.get(combination) / "uv.lock").read_text())
+    locked = {package["name"] for package in lock["package"]}
+    assert {"fastapi", "redis", "uvicorn", "pytest", "mypy"} <= locked
+
+
 @pytest.mark.parametrize("combination", _params(lambda c: c["ci"] == "github"))
 def test_github_workflow_keeps_its_expressions(combination: dict[str, Any], renders: Renders) -> None:
     workflow = (renders.get(combination) / ".github" / "workflows" / "ci.yml").read_text()
@@ -168,7 +177,9 @@ def test_the_cluster_safety_scan_catches_what_it_looks_for() -> None:
 SCHEMAS = {
     "compose.yaml": "vendor.compose-spec",
     ".github/workflows/ci.yml": "vendor.github-workflows",
+    ".github/dependabot.yml": "vendor.dependabot",
     ".gitlab-ci.yml": "vendor.gitlab-ci",
+    "renovate.json": "vendor.renovate",
 }
 
 

@@ -60,4 +60,3 @@ async def serve(
         )
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(app=app, client=client)
-
