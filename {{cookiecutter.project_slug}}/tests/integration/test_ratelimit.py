@@ -68,9 +68,13 @@ async def wait_clear_of_window_edge(redis_url: str, period: int, margin: float) 
 async def test_exactly_the_quota_is_admitted_under_concurrency_across_instances(
     real_settings: SettingsFactory, redis_target: RedisTarget
 ) -> None:
-    # A generous socket timeout: on a loaded machine, 300 requests at once must not time out
-    # (the breaker would then let them pass); exactness is what is under test here.
-    settings = real_settings(rate_limit_default="100/hour", redis_socket_timeout_seconds=2.0)
+    # Generous timeouts: on a loaded machine, 300 requests opening 100 connections at once
+    # must not time out (the breaker would then let them pass); exactness is under test here.
+    settings = real_settings(
+        rate_limit_default="100/hour",
+        redis_socket_timeout_seconds=2.0,
+        redis_connect_timeout_seconds=2.0,
+    )
     await wait_clear_of_window_edge(redis_target.url, 3600, margin=30)
     async with serve(settings) as first, serve(settings) as second:
         clients = [first.client, second.client] * 150

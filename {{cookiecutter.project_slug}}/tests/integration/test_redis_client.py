@@ -112,16 +112,17 @@ async def test_64_callers_on_50_connections_each_wait_less_than_the_pool_timeout
     client = build_client(settings)
     idle_key = f"{settings.redis_key_prefix}:never-filled"
 
-    async def caller() -> list[float]:
+    async def caller(rounds: int) -> list[float]:
         durations = []
-        for _ in range(10):
+        for _ in range(rounds):
             started = time.perf_counter()
             await client.blpop([idle_key], timeout=0.02)  # holds a connection for 20 ms
             durations.append(time.perf_counter() - started)
         return durations
 
     try:
-        per_caller = await asyncio.gather(*(caller() for _ in range(64)))
+        await asyncio.gather(*(caller(1) for _ in range(64)))  # opens the 50 connections
+        per_caller = await asyncio.gather(*(caller(10) for _ in range(64)))
     finally:
         await close(client)
     longest = max(max(durations) for durations in per_caller)
