@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rendering import Renders, prime_uv_cache
+from tests.rendering import Renders, SharedEnvironment, prime_uv_cache, shared_environment_for
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -16,3 +16,8 @@ def _uv_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def renders(tmp_path_factory: pytest.TempPathFactory) -> Renders:
     return Renders(tmp_path_factory.mktemp("renders"))
+
+
+@pytest.fixture(scope="session")
+def shared_environment(tmp_path_factory: pytest.TempPathFactory) -> SharedEnvironment:
+    return shared_environment_for(tmp_path_factory.mktemp("reference"))

@@ -16,6 +16,13 @@ from cookiecutter.main import cookiecutter
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, all_on
 from tests.tools import BIN, run, tool
 
+KEPT_VARIABLES = frozenset(
+    {
+        "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "SYSTEMROOT",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_CACHE_DIR", "UV_NATIVE_TLS", "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL",
+    }
+)  # fmt: skip
 CACHE_DIR = Path(os.environ.get("TEMPLATE_TEST_CACHE", TEMPLATE_DIR / ".cache"))
 
 
@@ -56,9 +63,13 @@ class Renders:
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a generated project's tools run in: nothing of ours leaks in, but
-    uv's shared cache (UV_CACHE_DIR, UV_OFFLINE) carries over."""
-    keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "SYSTEMROOT", "UV_CACHE_DIR", "UV_OFFLINE")
-    env = {name: os.environ[name] for name in keep if name in os.environ}
+    uv's shared cache carries over (online: installing downloads what it lacks), and so
+    does how this machine reaches the package index (certificates, proxies)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in KEPT_VARIABLES or name.upper().endswith("_PROXY")
+    }
     env["PATH"] = os.environ.get("PATH", "")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
@@ -66,8 +77,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class InstalledProject:
-    """A generated project installed into its own .venv by `uv sync --locked`, from the
-    shared uv cache (so the second project on costs seconds, not a download)."""
+    """A generated project, locked and installed by uv into its own .venv."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -75,12 +85,49 @@ class InstalledProject:
     def uv(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return run(tool("uv"), *args, cwd=self.path, env=clean_environment(), timeout=timeout)
 
+
+class SharedEnvironment:
+    """One virtual environment with the all-on project's locked dependencies, which every
+    combination's are a subset of, in their locked versions.
+
+    Projects are not installed into it: their tests run with `src` on the path (pytest's
+    `pythonpath`, mypy's `mypy_path`), so one environment serves all, and mypy's cache of
+    the third-party packages stays valid from one project to the next.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
     def run(
-        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 900
+        self, *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 900
     ) -> subprocess.CompletedProcess[str]:
-        """One of the project's own tools, from its .venv."""
-        executable = str(self.path / ".venv" / "bin" / args[0])
-        return run(executable, *args[1:], cwd=self.path, env=clean_environment(env), timeout=timeout)
+        environment = clean_environment(env)
+        environment["PATH"] = os.pathsep.join([str(self.path / "bin"), environment["PATH"]])
+        environment["VIRTUAL_ENV"] = str(self.path)
+        return run(str(self.path / "bin" / args[0]), *args[1:], cwd=cwd, env=environment, timeout=timeout)
+
+
+def shared_environment_for(reference_dir: Path) -> SharedEnvironment:
+    """Built once from the all-on project's uv.lock (from the shared uv cache), then reused by
+    every xdist worker and by later runs while the lock stays the same."""
+    reference = InstalledProject(render(all_on(), reference_dir))
+    exported = reference.uv("export", "--frozen", "--all-groups", "--no-emit-project", "--no-hashes")
+    assert exported.returncode == 0, exported.stderr
+    digest = hashlib.sha256(exported.stdout.encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"generated-venv-{digest}"
+    with open(CACHE_DIR / "generated-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / ".complete").exists():
+            requirements = reference.path / "requirements.txt"
+            requirements.write_text(exported.stdout)
+            for command in (
+                ("venv", "--clear", str(path)),
+                ("pip", "sync", "--python", str(path / "bin" / "python"), str(requirements)),
+            ):
+                result = reference.uv(*command)
+                assert result.returncode == 0, result.stdout + result.stderr
+            (path / ".complete").write_text(exported.stdout)
+    return SharedEnvironment(path)
 
 
 def prime_uv_cache(reference_dir: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.combos import all_off, all_on, combination_id, defaults, generated_combinations, params
-from tests.rendering import CACHE_DIR, InstalledProject, render
+from tests.rendering import CACHE_DIR, InstalledProject, SharedEnvironment, render
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,17 @@ def test_the_lock_is_rendered_and_matches_pyproject(
 
 
 @pytest.mark.parametrize("combination", PARAMS)
+def test_generated_dependencies_are_in_the_shared_environment(
+    combination: dict[str, Any], project: InstalledProject, shared_environment: SharedEnvironment
+) -> None:
+    exported = project.uv("export", "--frozen", "--all-groups", "--no-emit-project", "--no-hashes")
+    pins = {line for line in exported.stdout.splitlines() if "==" in line}
+    installed = set((shared_environment.path / ".complete").read_text().splitlines())
+    assert pins
+    assert pins <= installed
+
+
+@pytest.mark.parametrize("combination", PARAMS)
 def test_uv_sync_locked_installs_the_project(combination: dict[str, Any], project: InstalledProject) -> None:
     result = project.uv("sync", "--locked")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -67,20 +78,24 @@ def _mypy_cache(worker: str) -> str:
 
 @pytest.mark.parametrize("combination", PARAMS)
 def test_generated_project_type_checks_strictly(
-    combination: dict[str, Any], project: InstalledProject, worker_id: str
+    combination: dict[str, Any],
+    project: InstalledProject,
+    shared_environment: SharedEnvironment,
+    worker_id: str,
 ) -> None:
-    assert project.uv("sync", "--locked").returncode == 0
-    result = project.run("mypy", "--cache-dir", _mypy_cache(worker_id))
+    result = shared_environment.run("mypy", "--cache-dir", _mypy_cache(worker_id), cwd=project.path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("combination", PARAMS)
-def test_generated_project_test_suite_passes(combination: dict[str, Any], project: InstalledProject) -> None:
+def test_generated_project_test_suite_passes(
+    combination: dict[str, Any], project: InstalledProject, shared_environment: SharedEnvironment
+) -> None:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: the generated integration tests need it")
-    assert project.uv("sync", "--locked").returncode == 0
-    result = project.run(
+    result = shared_environment.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+        cwd=project.path,
         env={"REQUIRE_REDIS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
