@@ -8,7 +8,7 @@ DEMO_DIR := build/demo
 PYTEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help uv install lock lint test quick demo clean
+.PHONY: help uv install lock lint test quick bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -30,8 +30,8 @@ lock: | $(UV) ## upgrade the template's dev tools within pyproject.toml's ranges
 	$(UV) lock --upgrade
 
 lint: $(STAMP) ## ruff and mypy on the hooks and the template's tests
-	$(UV) run --locked ruff check hooks tests
-	$(UV) run --locked ruff format --check hooks tests
+	$(UV) run --locked ruff check hooks tests bench
+	$(UV) run --locked ruff format --check hooks tests bench
 	$(UV) run --locked mypy
 
 test: lint ## the full suite: render checks, hooks, generated projects on real Redis, cruft
@@ -39,6 +39,9 @@ test: lint ## the full suite: render checks, hooks, generated projects on real R
 
 quick: $(STAMP) ## everything but installing and running generated projects (< 1 min)
 	$(UV) run --locked pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+
+bench: $(STAMP) ## our request path beside a naive route and the peer libraries (needs wrk; ~10 min)
+	$(UV) run --locked --group bench python bench/compare.py
 
 demo: $(STAMP) ## generate a project with the defaults and start it
 	rm -rf $(DEMO_DIR)

@@ -11,9 +11,7 @@ from starsessions.stores.redis import RedisStore
 
 app = FastAPI()
 app.add_middleware(SessionAutoloadMiddleware)
-app.add_middleware(
-    SessionMiddleware, store=RedisStore(os.environ["REDIS_URL"]), cookie_https_only=False
-)
+app.add_middleware(SessionMiddleware, store=RedisStore(os.environ["REDIS_URL"]), cookie_https_only=False)
 
 
 @app.post("/login")

@@ -1,0 +1,56 @@
+"""The comparison benchmark keeps working: a smoke run of every case for about a second. It
+asserts no speed (figures belong in the benchmark's output); the README's come from a full
+run of `make bench`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.combos import TEMPLATE_DIR
+from tests.tools import run, tool
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("wrk") is None or shutil.which("redis-server") is None,
+        reason="the benchmark needs wrk and redis-server (.ci/run installs both)",
+    ),
+]
+
+CASES = (
+    "bare FastAPI route, no Redis",
+    "naive GET (reference)",
+    "our cache hit, cache alone",
+    "fastapi-cache2 hit",
+    "our session read, sessions alone",
+    "starsessions read",
+    "our limiter alone",
+    "slowapi",
+    "fastapi-limiter",
+    "all on: cache hit + limiter",
+    "all on: session read + limiter",
+)
+
+
+def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_path: Path) -> None:
+    # Online: the peers are installed from the package index (through the shared uv cache).
+    online = {name: value for name, value in os.environ.items() if name != "UV_OFFLINE"}
+    result = run(
+        tool("uv"), "run", "--locked", "--group", "bench", "python", "bench/compare.py",
+        "--seconds", "1", "--rounds", "1", "--connections", "16", "--out", str(tmp_path),
+        cwd=TEMPLATE_DIR,
+        env=online,
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    table = (tmp_path / "results.md").read_text()
+    for case in CASES:
+        row = re.search(rf"^\| (\*\*)?{re.escape(case)}(\*\*)? \| ([\d,]+) \| (\d+\.\d\d) \|", table, re.M)
+        assert row is not None, case
+        assert int(row[3].replace(",", "")) > 0
+    assert (tmp_path / "results.svg").read_text().lstrip().startswith("<?xml")
