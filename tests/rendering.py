@@ -7,11 +7,15 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cookiecutter import utils as cookiecutter_utils
+from cookiecutter.environment import StrictEnvironment
 from cookiecutter.main import cookiecutter
+from jinja2 import FileSystemBytecodeCache
 
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, all_on
 from tests.tools import BIN, run, tool
@@ -23,7 +27,24 @@ KEPT_VARIABLES = frozenset(
         "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL",
     }
 )  # fmt: skip
+# How long a primed cache is trusted before the index is asked again for newer releases.
+PRIMED_FOR_SECONDS = 6 * 3600
 CACHE_DIR = Path(os.environ.get("TEMPLATE_TEST_CACHE", TEMPLATE_DIR / ".cache"))
+
+
+class _CompiledOnceEnvironment(StrictEnvironment):  # type: ignore[misc]
+    """Cookiecutter's own Jinja environment, plus Jinja's bytecode cache: a template file is
+    compiled once, not once per render (the cache keys on the file's source, so an edited
+    template is compiled anew). The rendered output is the same."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        (CACHE_DIR / "jinja").mkdir(parents=True, exist_ok=True)
+        self.bytecode_cache = FileSystemBytecodeCache(str(CACHE_DIR / "jinja"))
+
+
+# Where Cookiecutter makes its environment for rendering files.
+cookiecutter_utils.StrictEnvironment = _CompiledOnceEnvironment
 
 
 def render(context: Mapping[str, Any], output_dir: Path) -> Path:
@@ -131,18 +152,23 @@ def shared_environment_for(reference_dir: Path) -> SharedEnvironment:
 
 
 def prime_uv_cache(reference_dir: Path) -> None:
-    """Fill the shared uv cache once (online), then let every render lock offline from it.
+    """Fill the shared uv cache (online), then let every render lock offline from it.
 
     Every combination's dependencies are a subset of the all-on project's, so its lock
     resolves from what the all-on lock fetched. xdist workers share the cache: the first
-    primes it, the others wait.
+    primes it, the others find it primed for today's dependencies and go on.
     """
     os.environ["UV_CACHE_DIR"] = str(CACHE_DIR / "uv")
     # The hook finds uv on PATH: put the template's own (from uv.lock) first.
     os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
+    dependencies = (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_bytes()
+    stamp = CACHE_DIR / f"uv-primed-{hashlib.sha256(dependencies).hexdigest()[:16]}"
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / "uv-prime.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        os.environ.pop("UV_OFFLINE", None)
-        render(all_on(), reference_dir)
+        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < PRIMED_FOR_SECONDS
+        if not fresh:
+            os.environ.pop("UV_OFFLINE", None)
+            render(all_on(), reference_dir)
+            stamp.touch()
     os.environ["UV_OFFLINE"] = "1"
