@@ -39,3 +39,11 @@ def test_the_options_table_lists_every_variable() -> None:
     listed = set(re.findall(r"`([a-z_]+)`", table))
     asked = {name for name in COOKIECUTTER_JSON if not name.startswith("_")}
     assert asked <= listed
+
+
+def test_the_readme_shows_the_benchmarks_last_full_run_as_it_was_written() -> None:
+    shown = README.split("<!-- bench:begin -->", 1)[1].split("<!-- bench:end -->", 1)[0]
+    written = (TEMPLATE_DIR / "bench" / "results" / "results.md").read_text()
+    assert shown.strip() == written.strip()
+    assert "3 round(s) of 8 s per case" in written  # a full run, not a smoke run
+    assert (TEMPLATE_DIR / "bench" / "results" / "results.svg").is_file()
