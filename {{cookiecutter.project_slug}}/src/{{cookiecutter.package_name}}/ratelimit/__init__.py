@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from functools import partial
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import Depends, Request
 from starlette.datastructures import State
@@ -14,46 +12,33 @@ from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
 from .limiter import RateLimiter, RateLimitHeadersMiddleware, enforce_rate_limit
-from .policy import Policy, rate_limit, rate_limit_exempt
+from .policy import Policy, RoutePolicies, rate_limit, rate_limit_exempt
 
 # What routes and main.py use; the rest is in .policy and .limiter.
 __all__ = ["Policy", "rate_limit", "rate_limit_exempt", "rate_limit_feature"]
-
-
-def _start(
-    state: State,
-    redis: RedisClient,
-    settings: Settings,
-    *,
-    algorithm: str,
-    identify_user: Callable[[Request], str | None] | None,
-    route_policies: Mapping[Callable[..., Any], Policy | None],
-) -> None:
-    state.rate_limiter = RateLimiter(
-        redis,
-        settings,
-        algorithm=algorithm,
-        identify_user=identify_user,
-        route_policies=route_policies,
-    )
 
 
 def rate_limit_feature(
     *,
     algorithm: str,
     identify_user: Callable[[Request], str | None] | None = None,
-    route_policies: Mapping[Callable[..., Any], Policy | None] | None = None,
+    route_policies: RoutePolicies | None = None,
 ) -> Feature:
     """Every route limited by RATE_LIMIT_DEFAULT unless exempt or given its own policy
     (`@rate_limit`, or `route_policies` here for routes defined elsewhere)."""
-    return Feature(
-        name="rate limiting",
-        start=partial(
-            _start,
+
+    def start(state: State, redis: RedisClient, settings: Settings) -> None:
+        state.rate_limiter = RateLimiter(
+            redis,
+            settings,
             algorithm=algorithm,
             identify_user=identify_user,
-            route_policies=route_policies or {},
-        ),
+            route_policies=route_policies,
+        )
+
+    return Feature(
+        name="rate limiting",
+        start=start,
         middleware=[Middleware(RateLimitHeadersMiddleware)],
         dependencies=[Depends(enforce_rate_limit)],
     )
