@@ -216,8 +216,8 @@ def _memory_client() -> Redis:
         import fakeredis
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise RuntimeError(
-            "REDIS_URL=memory:// needs fakeredis with Lua: pip install 'fakeredis[lua]' "
-            "(it is in the dev dependency group)"
+            "REDIS_URL=memory:// needs fakeredis with Lua, from the dev dependency group: "
+            "run `make install` (uv sync)"
         ) from error
     logger.warning(
         "REDIS_URL=memory:// - using an in-process fake Redis: data is lost on restart and "
