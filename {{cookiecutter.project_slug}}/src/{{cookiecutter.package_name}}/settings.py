@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from functools import lru_cache
 from typing import Annotated, Literal, Self
 
@@ -17,6 +18,7 @@ from pydantic import (
     IPvAnyNetwork,
 {%- endif %}
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -143,6 +145,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address!r} is not host:port")
         return value
 
+    @field_validator(
+        "app_env",
+        "redis_topology",
+{%- if cookiecutter.use_sessions %}
+        "session_cookie_samesite",
+{%- endif %}
+        mode="before",
+    )
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        # Choices are matched in any letter case: APP_ENV=Production, REDIS_TOPOLOGY=Cluster.
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        # LOG_LEVEL=info, the casing uvicorn itself uses, means INFO.
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
@@ -206,9 +227,40 @@ class Settings(BaseSettings):
 {%- endif %}
 
 
+def configuration_errors(error: ValidationError) -> list[str]:
+    """One line per bad variable: its name, what is wrong, and a good value when there is
+    a default to show. Secret values are never echoed."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        if not problem["loc"]:  # a rule over several variables: its message names them
+            lines.append(problem["msg"].removeprefix("Value error, "))
+            continue
+        name = str(problem["loc"][0])
+        field = Settings.model_fields.get(name)
+        shown = "" if field is None or "secret" in name else f"={problem['input']!r}"
+        message = problem["msg"].removeprefix("Value error, ")
+        line = f"{name.upper()}{shown}: {message}"
+        if field is not None and field.default not in (None, [], "") and "secret" not in name:
+            default = field.default.value if isinstance(field.default, enum.Enum) else field.default
+            line += f" (e.g. {name.upper()}={default})"
+        lines.append(line)
+    return lines
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and .env. A bad value stops the process with one line
+    per bad variable on stderr, and exit status 2: no traceback."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        for line in configuration_errors(error):
+            print(f"configuration error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 async def get_app_settings(request: Request) -> Settings:

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import Settings, load_settings
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# (variable, bad value): each must end startup with one line naming the variable.
+BAD_SETTINGS = [
+    ("LOG_LEVEL", "verbose"),
+    ("LOG_JSON", "perhaps"),
+    ("APP_ENV", "staging"),
+    ("REDIS_URL", "http://localhost:6379"),
+    ("REDIS_TOPOLOGY", "mesh"),
+    ("REDIS_MAX_CONNECTIONS", "0"),
+    ("REDIS_MAX_CONNECTIONS", "many"),
+    ("REDIS_SOCKET_TIMEOUT_SECONDS", "-1"),
+    ("REDIS_KEY_PREFIX", "{tag}"),
+    ("REDIS_SENTINELS", "sentinel-1"),
+    ("REDIS_CLUSTER_NODES", "node-1:99999"),
+    ("HEALTH_TIMEOUT_SECONDS", "60"),
+]
 
 
 def test_defaults_point_at_a_local_redis() -> None:
@@ -58,3 +81,76 @@ def test_settings_come_from_the_environment_without_a_prefix(
 ) -> None:
     monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "7")
     assert Settings(_env_file=None).redis_max_connections == 7
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS)
+def test_a_bad_setting_stops_startup_with_one_line_naming_it(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    lines = capsys.readouterr().err.splitlines()
+    assert stopped.value.code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith(f"configuration error: {name}=")
+
+
+def test_a_rule_over_several_settings_says_which_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("REDIS_URL", "memory://")
+    with pytest.raises(SystemExit):
+        load_settings()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "REDIS_URL=memory://" in lines[0]
+
+
+def test_a_good_value_is_suggested_where_there_is_a_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_TOPOLOGY", "mesh")
+    with pytest.raises(SystemExit):
+        load_settings()
+    assert "(e.g. REDIS_TOPOLOGY=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "expected"),
+    [
+        ("LOG_LEVEL", "info", "log_level", "INFO"),
+        ("APP_ENV", "Production", "app_env", "production"),
+        ("REDIS_TOPOLOGY", "STANDALONE", "redis_topology", "standalone"),
+    ],
+)
+def test_choices_are_accepted_in_any_letter_case(
+    name: str, value: str, field: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+    # What production needs besides (ignored where the project has no such setting).
+    monkeypatch.setenv("SESSION_SECRET", "s" * 40)
+    if name != "REDIS_TOPOLOGY":
+        monkeypatch.setenv("REDIS_TOPOLOGY", "standalone")
+    assert getattr(Settings(_env_file=None), field) == expected
+
+
+def test_the_service_started_with_a_bad_setting_prints_no_traceback(tmp_path: Path) -> None:
+    code = "from {{ cookiecutter.package_name }}.main import create_app; create_app()"
+    bad = {"LOG_LEVEL": "verbose", "REDIS_MAX_CONNECTIONS": "0"}
+    env = {**os.environ, "PYTHONPATH": str(SRC), **bad}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert [line.split("=")[0] for line in result.stderr.splitlines()] == [
+        "configuration error: LOG_LEVEL",
+        "configuration error: REDIS_MAX_CONNECTIONS",
+    ]
