@@ -237,10 +237,11 @@ def configuration_errors(error: ValidationError) -> list[str]:
             continue
         name = str(problem["loc"][0])
         field = Settings.model_fields.get(name)
-        shown = "" if field is None or "secret" in name else f"={problem['input']!r}"
+        secret = field is None or "SecretStr" in str(field.annotation)
+        shown = "" if secret else f"={problem['input']!r}"
         message = problem["msg"].removeprefix("Value error, ")
         line = f"{name.upper()}{shown}: {message}"
-        if field is not None and field.default not in (None, [], "") and "secret" not in name:
+        if field is not None and field.default not in (None, [], "") and not secret:
             default = field.default.value if isinstance(field.default, enum.Enum) else field.default
             line += f" (e.g. {name.upper()}={default})"
         lines.append(line)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.settings import Settings, load_settings
+from {{ cookiecutter.package_name }}.settings import Settings, configuration_errors, load_settings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -150,3 +150,12 @@ def test_the_service_started_with_a_bad_setting_prints_no_traceback(tmp_path: Pa
         "configuration error: LOG_LEVEL",
         "configuration error: REDIS_MAX_CONNECTIONS",
     ]
+
+
+def test_a_bad_secret_is_named_but_never_echoed() -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(_env_file=None, redis_sentinel_password=987654321)
+    lines = configuration_errors(error.value)
+    assert len(lines) == 1
+    assert lines[0].startswith("REDIS_SENTINEL_PASSWORD: ")
+    assert "987654321" not in lines[0]
