@@ -18,14 +18,12 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import TypeVar
 
-from .redis_client import UNAVAILABLE_ERRORS
+from .redis_client import UNAVAILABLE_ERRORS, RedisUnavailableError
 from .settings import Settings
 
+__all__ = ["BreakerState", "CircuitBreaker", "RedisUnavailableError"]
+
 Result = TypeVar("Result")
-
-
-class RedisUnavailableError(Exception):
-    """Redis did not answer, or the circuit breaker says not to ask it now."""
 
 
 class BreakerState(Enum):
@@ -78,7 +76,7 @@ class CircuitBreaker:
             self.failed(error)
             raise RedisUnavailableError from error
         except asyncio.CancelledError:
-            self._trial_in_flight = False
+            self.abandoned()
             raise
         except Exception:
             self.succeeded()
@@ -99,6 +97,10 @@ class CircuitBreaker:
             return False
         self._trial_in_flight = True
         return True
+
+    def abandoned(self) -> None:
+        """The caller that was allowed gave up before Redis answered (it was cancelled)."""
+        self._trial_in_flight = False
 
     def succeeded(self) -> None:
         if self.state is not BreakerState.CLOSED:

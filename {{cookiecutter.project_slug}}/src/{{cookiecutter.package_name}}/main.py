@@ -28,6 +28,7 @@ from .ratelimit import Policy, rate_limit_feature
 from .ratelimit import rate_limit_feature
 {%- endif %}
 from .redis_client import build_client, close, prepare
+from .request_path import RequestPath
 {%- if cookiecutter.__limits_logins %}
 from .sessions import sessions_feature, user_from_cookie
 {%- elif cookiecutter.use_sessions %}
@@ -83,13 +84,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.app_name,
         version=__version__,
         lifespan=lifespan,
-        dependencies=[dependency for feature in features for dependency in feature.dependencies],
     )
     app.state.settings = settings
     install_error_handlers(app)
     for feature in features:
         for middleware in feature.middleware:
             app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    if any(feature.before for feature in features):
+        # Outermost: every feature's Redis work for a request in one round trip.
+        app.add_middleware(RequestPath, features=features)
     app.include_router(health.router)
     for feature in features:
         for router in feature.routers:

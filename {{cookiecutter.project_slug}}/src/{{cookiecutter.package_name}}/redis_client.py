@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 
 from fastapi import Depends, Request
@@ -49,6 +50,10 @@ REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE_ERRORS, TimeoutError, OSError)
 
 
+class RedisUnavailableError(Exception):
+    """Redis did not answer, or the circuit breaker says not to ask it now."""
+
+
 def no_retry() -> Retry:
     return Retry(NoBackoff(), retries=0)
 
@@ -75,21 +80,25 @@ class _FairQueue:
         self._slots = asyncio.Semaphore(size)
         self._slot_timeout = timeout
 
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout(self._slot_timeout):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise RedisConnectionError(
-                    "no free Redis connection within the pool timeout"
-                ) from None
-        else:
+    async def take_slot(self) -> None:
+        if not self._slots.locked():
             await self._slots.acquire()  # free: no waiting, so no deadline to arm
+            return
+        try:
+            async with asyncio.timeout(self._slot_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise RedisConnectionError("no free Redis connection within the pool timeout") from None
+
+    def free_slot(self) -> None:
+        self._slots.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.take_slot()
         try:
             return await super().execute_command(*args, **kwargs)  # type: ignore[misc]
         finally:
-            self._slots.release()
+            self.free_slot()
 
 
 class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside redis-py)
@@ -184,6 +193,28 @@ def build_client(settings: Settings) -> RedisClient:
         **options,
     )
     return BoundedRedis.from_pool(pool)
+
+
+async def run_together(client: RedisClient, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send `commands` in one pipeline (not MULTI): one write and one wait on standalone and
+    Sentinel; on Cluster, one pipeline per node, sent concurrently.
+
+    The replies come back in order. A command's own error (NOSCRIPT, OOM, READONLY) is its
+    reply, as an exception instance; a connection failure or timeout raises. Nothing is
+    re-sent. The pipeline waits for a connection in the fair queue, like any command.
+    """
+    pipeline = client.pipeline(transaction=False)
+    for command in commands:
+        pipeline.execute_command(*command)
+    if not isinstance(client, BoundedRedis | BoundedRedisCluster):
+        replies: list[Any] = await pipeline.execute(raise_on_error=False)
+        return replies
+    await client.take_slot()
+    try:
+        replies = await pipeline.execute(raise_on_error=False)
+        return replies
+    finally:
+        client.free_slot()
 
 
 async def prepare(client: RedisClient) -> None:

@@ -1,13 +1,17 @@
 """HTTP response caching on top of the store: the `cached` route decorator and the middleware
 that stores what the route computed.
 
-* A hit is one round trip (one EVALSHA that also answers If-None-Match). A miss is at most
-  three: the lookup, the endpoint's own work, the store.
+* The lookup is one EVALSHA (it also answers If-None-Match), made before routing in the
+  same round trip as the other features' work (request_path.py). A hit, or a 304, is
+  answered right there from the stored bytes: no routing, no dependencies, no validation,
+  no serialization. A route whose dependencies identify the caller (a session) is looked
+  up the same way, but answered by its endpoint wrapper, after its dependencies ran.
+  A miss costs one more round trip, the store, plus the endpoint's own work.
 * Never cached: non-2xx responses, responses that set cookies or say no-store/private,
   requests with `Cache-Control: no-store`; `no-cache` recomputes and refreshes the entry.
   A request with `Authorization` bypasses the cache unless the route varies on it.
-* A route's own `Vary` header is kept, on hits too, merged with the headers the route
-  declared in `vary=`.
+* A route's own `Vary` header is kept, on hits and 304s too, merged with the headers the
+  route declared in `vary=`.
 * Fails open: when Redis is down or slow the endpoint is computed and served uncached.
 """
 
@@ -24,15 +28,19 @@ from typing import Annotated, Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, Request, Response
+from fastapi.routing import RouteContext
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders, State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..breaker import RedisUnavailableError
+from ..features import NOTHING, Call, Outcome, RouteStep, route_identifies_caller
 from ..scripts import digest
-from .store import Cache, CacheKeys, Found, check_namespace, entity_tag
+from .store import LOOKUP, Cache, CacheKeys, Found, check_namespace, entity_tag
 
 PLAN_KEY = "cache_plan"
+# Where `cached` leaves a route's policy: on the endpoint it returns.
+POLICY_ATTRIBUTE = "__cache_policy__"
 # Headers about one transmission, or that the cache sets itself: never stored.
 UNSTORED_HEADERS = frozenset(
     {
@@ -114,6 +122,16 @@ def cache_headers(
     return headers
 
 
+class StoredResponse(Response):
+    """A response replayed from the cache, its headers ready-made: no rendering at all."""
+
+    def __init__(self, status_code: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]):
+        self.status_code = status_code
+        self.body = body
+        self.raw_headers = raw_headers
+        self.background = None
+
+
 @dataclass
 class Plan:
     """One request's dealings with the cache: what it looked up, and whether the response
@@ -121,11 +139,20 @@ class Plan:
 
     cache: Cache
     policy: CachePolicy
+    # May a hit be answered before routing? Not for a route that identifies its caller:
+    # its dependencies must run (features.identifies_caller).
+    before_routing: bool = True
     keys: CacheKeys | None = None
     variant: str = ""
     token: str = ""
     found: Found | None = None
     etags: tuple[str, ...] = ()
+    take_lock: bool = False
+    refresh: bool = False
+    head: bool = False
+    # The request path has decided already: bypassed, or looked up (`found`, None if
+    # Redis could not be asked).
+    decided: bool = False
     finished: bool = field(default=False)
 
     @property
@@ -137,51 +164,103 @@ class Plan:
             await self.cache.release(self.keys.lock, self.token)
         self.finished = True
 
+    def prepare(self, request: Request) -> bool:
+        """Work out the variant and its keys; False when the request bypasses the cache."""
+        policy = self.policy
+        headers = request.headers
+        directives = cache_directives(headers.get("cache-control"), headers.get("pragma"))
+        if "no-store" in directives or (
+            "authorization" in headers and "authorization" not in policy.vary
+        ):
+            return False
+        url = request.url
+        self.variant = request_variant(url.query, policy.vary, headers)
+        self.keys = self.cache.resource_keys(policy.namespace, url.path, self.variant)
+        self.token = secrets.token_hex(16)
+        self.etags = parse_if_none_match(headers.get("if-none-match"))
+        self.head = request.scope["method"] == "HEAD"
+        self.take_lock = not self.head
+        self.refresh = "no-cache" in directives
+        return True
+
+    def lookup_call(self) -> Call:
+        """The lookup, for the request path to send with the other features' calls."""
+        assert self.keys is not None  # noqa: S101 - prepare() came first
+        return Call(
+            script=LOOKUP,
+            keys=self.cache.lookup_keys(self.keys),
+            args=self.cache.lookup_args(
+                self.variant,
+                self.token,
+                take_lock=self.take_lock,
+                refresh=self.refresh,
+                etags=self.etags,
+            ),
+            breaker=self.cache.breaker,
+            settle=self.settle,
+            release=self.abandon,
+        )
+
+    def settle(self, reply: Any) -> Outcome:
+        """Keep what the lookup found; answer a hit at once if this route allows it."""
+        self.decided = True
+        if isinstance(reply, RedisUnavailableError):
+            return NOTHING  # computed and served uncached
+        if isinstance(reply, Exception):
+            raise reply
+        found = self.found = Found.parse(reply)
+        if found.usable and self.before_routing:
+            self.finished = True
+            return Outcome(respond=self.answer(found))
+        return NOTHING
+
     async def cached_response(self, request: Request) -> Response | None:
         """The cached response for this request, or None to compute it (then the plan says
         what the middleware should do with the computed response)."""
-        policy = self.policy
-        directives = cache_directives(
-            request.headers.get("cache-control"), request.headers.get("pragma")
-        )
-        if "no-store" in directives or (
-            "authorization" in request.headers and "authorization" not in policy.vary
-        ):
+        if not self.decided and not self.prepare(request):
             return None
-        self.variant = request_variant(request.url.query, policy.vary, request.headers)
-        self.keys = self.cache.resource_keys(policy.namespace, request.url.path, self.variant)
-        self.token = secrets.token_hex(16)
-        self.etags = parse_if_none_match(request.headers.get("if-none-match"))
-        try:
-            found = await self.cache.obtain(
-                self.keys,
-                self.variant,
-                self.token,
-                take_lock=request.method == "GET",
-                refresh="no-cache" in directives,
-                etags=self.etags,
-            )
-        except RedisUnavailableError:
-            return None
+        found = self.found
+        if self.keys is None or (self.decided and found is None):
+            return None  # bypassed, or Redis could not be asked
+        if found is None or found.outcome == "miss-wait":
+            try:
+                found = self.found = await self.cache.obtain(
+                    self.keys,
+                    self.variant,
+                    self.token,
+                    take_lock=self.take_lock,
+                    refresh=self.refresh,
+                    etags=self.etags,
+                )
+            except RedisUnavailableError:
+                self.found = None
+                return None
         if not found.usable:
-            self.found = found
             return None
         self.finished = True
-        label = "STALE" if found.outcome.startswith("stale") else "HIT"
-        response = Response(status_code=304 if found.outcome.endswith("-match") else found.status)
-        headers = response.headers
-        if response.status_code != 304:
-            body = found.body or b""
-            if request.method != "HEAD":
-                response.body = body
-            headers["content-length"] = str(len(body))
-            for name, value in json.loads(found.headers) if found.headers else []:
-                headers.append(name, value)
+        return self.answer(found)
+
+    def answer(self, found: Found) -> StoredResponse:
+        """The stored response (or a 304), with the cache's headers and the merged Vary."""
+        raw: list[tuple[bytes, bytes]] = []
+        body = b""
+        if found.outcome.endswith("-match"):
+            status = 304
+            stored = [pair for pair in _stored_headers(found.headers) if pair[0] == "vary"]
         else:
-            del headers["content-length"]
-        headers.update(cache_headers(policy, found.etag, found.fresh_ms, label, found.age_ms))
-        merge_vary(headers, policy.vary)
-        return response
+            status = found.status
+            stored = _stored_headers(found.headers)
+            body = found.body or b""
+            raw.append((b"content-length", str(len(body)).encode()))
+            if self.head:
+                body = b""
+        raw += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in stored]
+        label = "STALE" if found.outcome.startswith("stale") else "HIT"
+        headers = cache_headers(self.policy, found.etag, found.fresh_ms, label, found.age_ms)
+        raw += [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+        if self.policy.vary or any(name == "vary" for name, _ in stored):
+            merge_vary(MutableHeaders(raw=raw), self.policy.vary)
+        return StoredResponse(status, body, raw)
 
     async def finish(self, start: Message, body: bytes, send: Send) -> None:
         """Store the computed response if it may be cached, then send it (or a 304)."""
@@ -264,8 +343,10 @@ def cached(
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             request: Request = kwargs[request_name] if passes_request else kwargs.pop(request_name)
-            plan = Plan(cache=request.app.state.cache, policy=policy)
-            setattr(request.state, PLAN_KEY, plan)
+            state: dict[str, Any] = request.scope.setdefault("state", {})
+            plan: Plan | None = state.get(PLAN_KEY)
+            if plan is None:  # not looked up before routing: a route added after startup
+                plan = state[PLAN_KEY] = Plan(cache=request.app.state.cache, policy=policy)
             response = await plan.cached_response(request)
             if response is not None:
                 return response
@@ -277,6 +358,7 @@ def cached(
                 await plan.abandon()
                 raise
 
+        setattr(wrapper, POLICY_ATTRIBUTE, policy)
         wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=parameters,
             return_annotation=hints.get("return", signature.return_annotation),
@@ -348,6 +430,34 @@ class _CachingResponder:
         MutableHeaders(scope=start)["x-cache"] = "MISS"
         await self.downstream(start)
         await self.downstream({**message, "body": b"".join(self.chunks)})
+
+
+def _stored_headers(stored: bytes | None) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in json.loads(stored)] if stored else []
+
+
+def cache_step(state: State, route: RouteContext) -> RouteStep | None:
+    """The cache's part of the request path: look up before routing, and answer a hit
+    (or a 304) from the stored bytes, without routing, validation or serialization."""
+    endpoint: Any = route.endpoint
+    while endpoint is not None and not hasattr(endpoint, POLICY_ATTRIBUTE):
+        endpoint = getattr(endpoint, "__wrapped__", None)
+    if endpoint is None:
+        return None
+    policy: CachePolicy = getattr(endpoint, POLICY_ATTRIBUTE)
+    cache: Cache = state.cache
+    before_routing = not route_identifies_caller(route)
+
+    def step(request: Request) -> Call | None:
+        if request.scope["method"] not in ("GET", "HEAD"):
+            return None
+        plan = Plan(cache=cache, policy=policy, before_routing=before_routing, decided=True)
+        request.scope.setdefault("state", {})[PLAN_KEY] = plan
+        if not plan.prepare(request):
+            return None
+        return plan.lookup_call()
+
+    return step
 
 
 async def get_cache(request: Request) -> Cache:

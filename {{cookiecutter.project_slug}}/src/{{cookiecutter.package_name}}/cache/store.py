@@ -95,9 +95,10 @@ class Found:
             found.etag = text(reply[3])
             found.fresh_ms = int(reply[4])
             found.age_ms = int(reply[5])
-        if len(reply) > 6:
-            found.body = bytes(reply[6])
+        if len(reply) > 6:  # the stored response: its body (none on a match), headers, status
+            found.body = bytes(reply[6]) if reply[6] is not None else None
             found.headers = bytes(reply[7]) if reply[7] is not None else None
+        if len(reply) > 8:
             found.status = int(reply[8]) if reply[8] is not None else 200
         return found
 
@@ -177,22 +178,32 @@ class Cache:
         while True:
             reply = await self._run(
                 LOOKUP,
-                [keys.version, keys.entry, keys.lock],
-                [
-                    variant,
-                    token,
-                    self._lock_ttl_ms,
-                    int(take_lock),
-                    int(refresh),
-                    secrets.token_hex(8),
-                    *etags,
-                ],
+                self.lookup_keys(keys),
+                self.lookup_args(variant, token, take_lock=take_lock, refresh=refresh, etags=etags),
             )
             found = Found.parse(reply)
             if found.outcome != "miss-wait" or refresh or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
             delay = min(delay * 2, 0.1)
+
+    @staticmethod
+    def lookup_keys(keys: CacheKeys) -> list[str]:
+        return [keys.version, keys.entry, keys.lock]
+
+    def lookup_args(
+        self, variant: str, token: str, *, take_lock: bool, refresh: bool, etags: Sequence[str]
+    ) -> list[Any]:
+        """The arguments of lookup.lua (see the script for their meaning)."""
+        return [
+            variant,
+            token,
+            self._lock_ttl_ms,
+            int(take_lock),
+            int(refresh),
+            secrets.token_hex(8),
+            *etags,
+        ]
 
     async def store(
         self,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.datastructures import State
-from starlette.middleware import Middleware
 
 from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
-from .limiter import RateLimiter, RateLimitHeadersMiddleware, enforce_rate_limit
+from .limiter import RateLimiter, rate_limit_step
 from .policy import Policy, RoutePolicies, rate_limit, rate_limit_exempt
 
 # What routes and main.py use; the rest is in .policy and .limiter.
@@ -39,6 +38,5 @@ def rate_limit_feature(
     return Feature(
         name="rate limiting",
         start=start,
-        middleware=[Middleware(RateLimitHeadersMiddleware)],
-        dependencies=[Depends(enforce_rate_limit)],
+        before=rate_limit_step,
     )

@@ -2,8 +2,9 @@
 
 * Each decision is one EVALSHA (SCRIPT LOAD only on NOSCRIPT) that reads the clock of the
   Redis server (TIME), never this host's, so clock skew between app hosts cannot change a
-  limit. One policy costs one round trip; the call is never retried (a retried script
-  would count the request twice).
+  limit. It is made before routing and goes to Redis in the same round trip as the other
+  features' work (request_path.py); it is never retried (a retried script would count the
+  request twice).
 * The default policy (RATE_LIMIT_DEFAULT) applies to every route except the exempt paths
   (RATE_LIMIT_EXEMPT_PATHS; the docs are never limited); a route may declare its own with
   `@rate_limit(...)` or opt out with `@rate_limit_exempt`.
@@ -26,11 +27,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi.routing import RouteContext
+from starlette.datastructures import State
+from starlette.types import Scope
 
 from ..breaker import CircuitBreaker, RedisUnavailableError
-from ..errors import ServiceError
+from ..errors import error_response
+from ..features import NOTHING, Call, Outcome, RouteStep
 from ..redis_client import RedisClient
 from ..scripts import LuaScript, digest, hash_tagged
 from ..settings import Settings
@@ -38,7 +41,6 @@ from .policy import Decision, Policy, RoutePolicies, route_policy
 
 logger = logging.getLogger(__name__)
 
-STATE_KEY = "rate_limit"
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -129,22 +131,30 @@ class RateLimiter:
         """The Redis key of one client's bucket under one policy (a hash of the identity)."""
         return hash_tagged(self._prefix, f"rl:{policy.name}:{digest(identity)}", self.algorithm)
 
+    def call(self, policy: Policy, identity: str, *, now_ms: float | None = None) -> Call:
+        """The one EVALSHA of a decision, for the request path to send with the others."""
+        return Call(
+            script=self._script,
+            keys=[self.key(policy, identity)],
+            args=[policy.limit, policy.period_seconds * 1000, "" if now_ms is None else now_ms],
+            breaker=self.breaker,
+            settle=lambda reply: self.outcome(policy, reply),
+        )
+
     async def check(
         self, policy: Policy, identity: str, *, now_ms: float | None = None
     ) -> Decision | None:
-        """One decision (one EVALSHA); None when Redis could not be asked."""
-        keys = [self.key(policy, identity)]
-        args: list[str | int | float | bytes] = [
-            policy.limit,
-            policy.period_seconds * 1000,
-            "" if now_ms is None else now_ms,
-        ]
+        """One decision on its own (one EVALSHA); None when Redis could not be asked."""
+        call = self.call(policy, identity, now_ms=now_ms)
         try:
-            allowed, remaining, reset_ms, retry_ms = await self.breaker.call(
-                lambda: self._script(self._redis, keys, args)
-            )
+            reply = await self.breaker.call(lambda: call.script(self._redis, call.keys, call.args))
         except RedisUnavailableError:
             return None
+        return self.decision(policy, reply)
+
+    @staticmethod
+    def decision(policy: Policy, reply: Any) -> Decision:
+        allowed, remaining, reset_ms, retry_ms = reply
         return Decision(
             policy=policy,
             allowed=bool(allowed),
@@ -152,6 +162,32 @@ class RateLimiter:
             reset_seconds=math.ceil(int(reset_ms) / 1000),
             retry_after_seconds=max(math.ceil(int(retry_ms) / 1000), 1) if not allowed else 0,
         )
+
+    def outcome(self, policy: Policy, reply: Any) -> Outcome:
+        """Let the request pass (with the headers), or answer 429, or 503 for a policy that
+        fails closed while Redis cannot be asked."""
+        if isinstance(reply, RedisUnavailableError):
+            if not policy.fail_closed:
+                return NOTHING
+            unavailable = error_response(
+                503,
+                "rate_limit_unavailable",
+                "This route is not served while its rate limit cannot be checked.",
+            )
+            return Outcome(respond=unavailable)
+        if isinstance(reply, Exception):
+            raise reply  # a script error: a bug, not an outage
+        decision = self.decision(policy, reply)
+        headers = decision.headers(legacy=self.legacy_headers)
+        if decision.allowed:
+            return Outcome(headers=headers)
+        refusal = error_response(
+            429,
+            "rate_limited",
+            f"Too many requests: {policy.limit} per {policy.period_seconds} s allowed. "
+            f"Retry in {decision.retry_after_seconds} s.",
+        )
+        return Outcome(respond=refusal, headers=headers)
 
     def policy_for(self, endpoint: Callable[..., Any] | None) -> Policy | None:
         return route_policy(endpoint, self.default, self.route_policies)
@@ -163,55 +199,17 @@ class RateLimiter:
         )
 
 
-async def enforce_rate_limit(request: Request) -> None:
-    """App-wide dependency: decide before the route's own dependencies and body work.
-
-    The decision's headers go to request.state; RateLimitHeadersMiddleware writes them.
-    """
-    limiter: RateLimiter = request.app.state.rate_limiter
-    if limiter.is_exempt(request.scope["path"]):
-        return
-    policy = limiter.policy_for(request.scope.get("endpoint"))
+def rate_limit_step(state: State, route: RouteContext) -> RouteStep | None:
+    """The limiter's part of the request path: one decision per request to a limited route,
+    made before routing, so a refused request costs no endpoint, validation or body work."""
+    limiter: RateLimiter = state.rate_limiter
+    policy = limiter.policy_for(route.endpoint)
     if policy is None:
-        return
-    decision = await limiter.check(policy, limiter.identity(request))
-    if decision is None:
-        if policy.fail_closed:
-            raise ServiceError(
-                503,
-                "rate_limit_unavailable",
-                "This route is not served while its rate limit cannot be checked.",
-            )
-        return
-    request.scope.setdefault("state", {})[STATE_KEY] = decision.headers(
-        legacy=limiter.legacy_headers
-    )
-    if not decision.allowed:
-        raise ServiceError(
-            429,
-            "rate_limited",
-            f"Too many requests: {policy.limit} per {policy.period_seconds} s allowed. "
-            f"Retry in {decision.retry_after_seconds} s.",
-        )
+        return None
 
+    def step(request: Request) -> Call | None:
+        if limiter.is_exempt(request.scope["path"]):
+            return None
+        return limiter.call(policy, limiter.identity(request))
 
-class RateLimitHeadersMiddleware:
-    """Pure ASGI: adds the rate-limit headers of the request's decision, in one place."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state: dict[str, Any] = scope.setdefault("state", {})
-
-        async def send_with_headers(message: Message) -> None:
-            headers: dict[str, str] | None = state.get(STATE_KEY)
-            if message["type"] == "http.response.start" and headers is not None:
-                message.setdefault("headers", [])
-                MutableHeaders(scope=message).update(headers)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    return step

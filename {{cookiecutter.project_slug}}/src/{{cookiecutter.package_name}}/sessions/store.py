@@ -4,7 +4,8 @@
   never adopted (an unknown id reads as "no session", and a new session gets a new id).
 * Redis keys hold a hash of the token, never the token: a dump or MONITOR reveals no
   live session.
-* Reading costs one round trip. A read writes only in two cases: it rolls the idle timer
+* Reading costs one round trip, shared with the other features' work for the request
+  (request_path.py). A read writes only in two cases: it rolls the idle timer
   forward when SESSION_TOUCH_INTERVAL_SECONDS have passed since the last roll, and it
   deletes a session it finds dead (past its maximum age, or logged out everywhere; an
   idle session is gone already, its key's TTL having run out).
@@ -42,6 +43,7 @@ from redis.crc import key_slot
 
 from ..breaker import CircuitBreaker, RedisUnavailableError
 from ..errors import ServiceError
+from ..features import NOTHING, Call, Outcome
 from ..redis_client import RedisClient
 from ..scripts import LuaScript, b64url, digest, hash_tagged
 from ..settings import Settings
@@ -206,17 +208,35 @@ class SessionStore:
 
     # -- operations -----------------------------------------------------------------------
 
+    def read_call(self, cookie: SessionCookie, settle: Callable[[Any], Outcome]) -> Call:
+        """The one EVALSHA that reads a session, for the request path to send with the
+        other features' calls. See the module docstring for the two cases in which it
+        writes."""
+        return Call(
+            script=READ,
+            keys=[self.session_key(cookie), self._key(cookie.tag, "meta")],
+            args=[self._touch_ms, self._idle_ms],
+            breaker=self.breaker,
+            settle=settle,
+        )
+
     async def load(self, cookie_value: str | None) -> Session | None:
-        """The live session this cookie names, or None. One round trip (see the module
-        docstring for the two cases in which it writes)."""
+        """The live session this cookie names, or None. One round trip."""
         cookie = SessionCookie.parse(cookie_value)
         if cookie is None:
             return None
-        reply = await self._run(
-            READ,
-            [self.session_key(cookie), self._key(cookie.tag, "meta")],
-            [self._touch_ms, self._idle_ms],
-        )
+        call = self.read_call(cookie, lambda _: NOTHING)
+        reply = await self._run(call.script, call.keys, call.args)
+        return self.session_from(cookie, reply)
+
+    @staticmethod
+    def session_from(cookie: SessionCookie, reply: Any) -> Session | None:
+        """The session in a reply of read.lua. A reply that is an error raises it: 503 if
+        Redis could not be asked."""
+        if isinstance(reply, RedisUnavailableError):
+            raise SessionStoreUnavailableError from reply
+        if isinstance(reply, Exception):
+            raise reply
         if not reply:
             return None
         fields = {

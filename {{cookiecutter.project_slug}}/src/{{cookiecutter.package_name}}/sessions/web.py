@@ -8,10 +8,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
+from fastapi.routing import RouteContext
+from starlette.datastructures import State
 
 from ..errors import ServiceError
+from ..features import NOTHING, Call, Outcome, RouteStep, identifies_caller, uses_dependency
 from ..settings import Settings
-from .store import Session, SessionInfo, SessionStore
+from .store import Session, SessionCookie, SessionInfo, SessionStore
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -132,16 +135,49 @@ def get_session_store(request: Request) -> SessionStore:
     return store
 
 
+# Where the request path leaves the reply of the session read it made before routing.
+READ_KEY = "session_read"
+
+
+@identifies_caller
 async def load_session(request: Request, response: Response) -> SessionContext:
-    """The request's session (one round trip when a cookie is present, none otherwise)."""
+    """The request's session: read before routing with the other features' Redis work
+    (none without a cookie), or here if the request path did not."""
     settings: Settings = request.app.state.settings
     store = get_session_store(request)
-    cookie = request.cookies.get(settings.session_cookie_key)
-    session = await store.load(cookie) if cookie else None
+    cookie_value = request.cookies.get(settings.session_cookie_key)
+    state: dict[str, Any] = request.scope.get("state", {})
+    if READ_KEY in state:
+        cookie, reply = state.pop(READ_KEY)
+        session = store.session_from(cookie, reply)
+    else:
+        session = await store.load(cookie_value)
     context = SessionContext(store, settings, response, session)
-    if cookie and session is None:
+    if cookie_value and session is None:
         context._clear_cookie()  # unknown, expired or forged: tell the browser to drop it
     return context
+
+
+def session_step(state: State, route: RouteContext) -> RouteStep | None:
+    """The sessions' part of the request path: read the session before routing, for every
+    route that loads it and every request that brings a well-formed cookie."""
+    if not uses_dependency(route, lambda call: call is load_session):
+        return None
+    store: SessionStore = state.sessions
+    cookie_name: str = state.settings.session_cookie_key
+
+    def step(request: Request) -> Call | None:
+        cookie = SessionCookie.parse(request.cookies.get(cookie_name))
+        if cookie is None:
+            return None
+
+        def keep(reply: Any) -> Outcome:
+            request.scope.setdefault("state", {})[READ_KEY] = (cookie, reply)
+            return NOTHING
+
+        return store.read_call(cookie, keep)
+
+    return step
 
 
 async def load_session_checking_csrf(

@@ -8,7 +8,9 @@
 -- ARGV[6] a fresh namespace version, used only if the namespace has none yet
 -- ARGV[7..] entity tags the client already holds (If-None-Match), '*' for any
 --
--- Returns {outcome, version, now_ms, etag, fresh_ms_left, age_ms, body, headers, status}
+-- Returns {outcome, version, now_ms, etag, fresh_ms_left, age_ms, body, headers, status};
+-- on a match, {outcome, version, now_ms, etag, fresh_ms_left, age_ms, nil, headers}: a 304
+-- carries the stored Vary header, not the body
 -- outcome: hit | stale | refresh (stale, and this caller refreshes) | hit-match | stale-match
 --          | miss-lock (this caller computes) | miss-wait (someone else computes)
 --          | miss (no lock wanted)
@@ -39,7 +41,8 @@ if ARGV[5] ~= '1' and entry[1] == version and tonumber(entry[3]) > now then
   if outcome ~= 'refresh' then
     for i = 7, #ARGV do
       if ARGV[i] == '*' or ARGV[i] == entry[5] then
-        return {outcome .. '-match', version, now, entry[5], fresh_left, age}
+        local headers = redis.call('HGET', KEYS[2], v .. '|h')
+        return {outcome .. '-match', version, now, entry[5], fresh_left, age, false, headers}
       end
     end
   end

@@ -1,0 +1,184 @@
+"""The request path: every feature's Redis work for a request in one round trip.
+
+Before routing, `RequestPath` finds the route (from a table built at the first request)
+and asks each feature's step for its `Call`: the limiter's decision, the session read,
+the cache lookup. One call goes out alone; several go out together in one pipeline (not
+MULTI), so a request costs one round trip whatever is enabled. Each feature then gets its
+own reply and keeps its own failure policy: a feature whose breaker is open is not asked,
+a failed command fails only its own feature, and nothing is re-sent (a re-sent script
+could count a request twice). A script Redis has not loaded yet (NOSCRIPT) is loaded and
+run again alone: NOSCRIPT means it did not run.
+
+A feature may answer the request at once (the limiter's 429, a cached response), and
+may add headers to whatever the response is (the rate-limit headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from redis.exceptions import NoScriptError
+from starlette.datastructures import MutableHeaders
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .features import Call, Feature, Outcome, RouteStep
+from .redis_client import UNAVAILABLE_ERRORS, RedisClient, RedisUnavailableError, run_together
+
+RouteTable = list[tuple[RouteContext, tuple[RouteStep, ...]]]
+
+
+def route_table(app: FastAPI, features: Sequence[Feature]) -> RouteTable:
+    """Each route with the steps of the features that need Redis before its endpoint;
+    the outermost feature (listed last in main.py) first."""
+    table: RouteTable = []
+    for route in iter_route_contexts(app.router.routes):
+        if not isinstance(route.original_route, APIRoute):
+            continue  # the docs, static files: no feature works on them
+        steps = tuple(
+            step
+            for feature in reversed(features)
+            if feature.before is not None and (step := feature.before(app.state, route)) is not None
+        )
+        table.append((route, steps))
+    return table
+
+
+def find_steps(table: RouteTable, scope: Scope) -> tuple[RouteStep, ...]:
+    """The steps of the route that will serve this request, found as the router finds it
+    (the first full match); none if no route matches fully (then the router answers 404
+    or 405, as it would have anyway)."""
+    for route, steps in table:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return steps
+    return ()
+
+
+async def _run_alone(client: RedisClient, call: Call) -> Any:
+    return await call.script(client, call.keys, call.args)
+
+
+def _judged(call: Call, reply: Any) -> Any:
+    """The reply as the feature should see it, with the breaker told how Redis did."""
+    if isinstance(reply, UNAVAILABLE_ERRORS):
+        call.breaker.failed(reply)
+        return RedisUnavailableError()
+    call.breaker.succeeded()
+    return reply
+
+
+async def run_calls(client: RedisClient, calls: Sequence[Call]) -> list[Any]:
+    """Each call's reply (or the error it met), in order; one round trip for them all."""
+    replies: list[Any] = [RedisUnavailableError()] * len(calls)
+    asked = [index for index, call in enumerate(calls) if call.breaker.allow()]
+    if not asked:
+        return replies
+    try:
+        if len(asked) == 1:
+            call = calls[asked[0]]
+            try:
+                raw = [await _run_alone(client, call)]
+            except UNAVAILABLE_ERRORS as error:
+                raw = [error]
+        else:
+            commands = [
+                ("EVALSHA", calls[i].script.sha, len(calls[i].keys), *calls[i].keys, *calls[i].args)
+                for i in asked
+            ]
+            try:
+                raw = await run_together(client, commands)
+            except UNAVAILABLE_ERRORS as error:
+                raw = [error] * len(asked)
+    except BaseException:
+        for index in asked:
+            calls[index].breaker.abandoned()
+        raise
+    reloads = []
+    for index, reply in zip(asked, raw, strict=True):
+        if isinstance(reply, NoScriptError):
+            reloads.append(index)
+        replies[index] = _judged(calls[index], reply)
+    for index in reloads:  # after a restart or SCRIPT FLUSH only
+        call = calls[index]
+        if not call.breaker.allow():
+            replies[index] = RedisUnavailableError()
+            continue
+        try:
+            reply = await _run_alone(client, call)
+        except UNAVAILABLE_ERRORS as error:
+            reply = error
+        except Exception as error:  # a script error: Redis answered
+            reply = error
+        replies[index] = _judged(call, reply)
+    return replies
+
+
+class RequestPath:
+    """Pure ASGI, outside every feature's middleware: runs the features' calls before
+    routing, answers for a feature that wants to, and adds the features' headers."""
+
+    def __init__(self, app: ASGIApp, features: Sequence[Feature]) -> None:
+        self.app = app
+        self.features = tuple(features)
+        self.table: RouteTable | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        application: FastAPI = scope["app"]
+        if self.table is None:
+            self.table = route_table(application, self.features)
+        steps = find_steps(self.table, scope)
+        if not steps:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        calls = [call for step in steps if (call := step(request)) is not None]
+        if not calls:
+            await self.app(scope, receive, send)
+            return
+        replies = await run_calls(application.state.redis, calls)
+        outcomes = [call.settle(reply) for call, reply in zip(calls, replies, strict=True)]
+        respond = next((outcome.respond for outcome in outcomes if outcome.respond), None)
+        if respond is not None:
+            await _release_others(calls, outcomes, respond)
+        headers = _merged_headers(outcomes)
+        if headers:
+            send = _adding_headers(send, headers)
+        await (respond or self.app)(scope, receive, send)
+
+
+async def _release_others(calls: Sequence[Call], outcomes: Sequence[Outcome], answer: Any) -> None:
+    """Another feature answered: undo what the other replies took (a stampede lock)."""
+    releases = [
+        call.release()
+        for call, outcome in zip(calls, outcomes, strict=True)
+        if call.release is not None and outcome.respond is not answer
+    ]
+    if releases:
+        await asyncio.gather(*releases)
+
+
+def _merged_headers(outcomes: Sequence[Outcome]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for outcome in outcomes:
+        if outcome.headers:
+            merged.update(outcome.headers)
+    return merged
+
+
+def _adding_headers(send: Send, headers: dict[str, str]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # A copy: a Response hands over its own header list, which may be shared.
+            message = {**message, "headers": list(message.get("headers", ()))}
+            MutableHeaders(scope=message).update(headers)
+        await send(message)
+
+    return send_with_headers
