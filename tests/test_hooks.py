@@ -108,13 +108,14 @@ def test_no_persistence_for_a_pure_cache_does_not_warn(
 
 
 @pytest.mark.parametrize(
-    ("use_cache", "use_sessions", "rate_limiting", "keeps_state", "uses_breaker", "limits_logins"),
+    ("use_cache", "use_sessions", "rate_limiting", "keeps_state", "uses_breaker", "limits_logins", "limits_cached"),
     [
-        (False, False, "none", "", "", ""),
-        (True, False, "none", "", "yes", ""),
-        (False, True, "none", "yes", "yes", ""),
-        (False, False, "gcra", "yes", "yes", ""),
-        (True, True, "fixed_window", "yes", "yes", "yes"),
+        (False, False, "none", "", "", "", ""),
+        (True, False, "none", "", "yes", "", ""),
+        (False, True, "none", "yes", "yes", "", ""),
+        (False, False, "gcra", "yes", "yes", "", ""),
+        (True, False, "gcra", "yes", "yes", "", "yes"),
+        (True, True, "fixed_window", "yes", "yes", "yes", "yes"),
     ],
 )
 def test_option_interactions_are_derived_once_from_the_answers(
@@ -124,11 +125,13 @@ def test_option_interactions_are_derived_once_from_the_answers(
     keeps_state: str,
     uses_breaker: str,
     limits_logins: str,
+    limits_cached: str,
 ) -> None:
     context = answers({"use_cache": use_cache, "use_sessions": use_sessions, "rate_limiting": rate_limiting})
     assert context["__keeps_state"] == keeps_state
     assert context["__uses_breaker"] == uses_breaker
     assert context["__limits_logins"] == limits_logins
+    assert context["__limits_cached_routes"] == limits_cached
 
 
 def test_no_variable_switches_on_nested_templates_or_breaks_cruft() -> None:

@@ -1,8 +1,9 @@
 """What a Redis server executed during a block of code, from MONITOR.
 
 MONITOR marks commands run inside Lua scripts as coming from "lua", so a test can count
-round trips (commands a client sent) apart from the work a script did, and can tell a
-request that only read from one that also wrote.
+the commands clients sent apart from the work a script did, and can tell a request that
+only read from one that also wrote. MONITOR cannot tell a pipeline from separate round
+trips; the server's count of reads from its clients can (`count_round_trips`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Recording:
 
     @property
     def round_trips(self) -> list[str]:
-        """Commands clients sent (one round trip each, outside pipelines)."""
+        """Commands clients sent (one round trip each, unless pipelined)."""
         return [command.name for command in self.executed if not command.from_script]
 
     def round_trips_touching(self, fragment: str) -> list[str]:
@@ -129,3 +130,28 @@ async def record_commands(*urls: str) -> AsyncIterator[Recording]:
                 await done.wait()
         for task in tasks:
             task.cancel()
+
+
+@dataclass
+class RoundTrips:
+    count: int = 0
+
+
+@asynccontextmanager
+async def count_round_trips(url: str) -> AsyncIterator[RoundTrips]:
+    """How many times clients wrote to the server at `url` inside the block, from the
+    server's own count of reads (INFO stats): commands pipelined in one write are one read,
+    so one round trip. Only for a server nothing else talks to (no sentinels, replicas or
+    MONITOR)."""
+    counter = Redis.from_url(url, single_connection_client=True)
+    try:
+        before = await _reads(counter)
+        result = RoundTrips()
+        yield result
+        result.count = await _reads(counter) - before - 1  # less the INFO that asked
+    finally:
+        await counter.aclose()
+
+
+async def _reads(client: Redis) -> int:
+    return int((await client.info("stats"))["total_reads_processed"])

@@ -109,10 +109,8 @@ async def run_calls(client: RedisClient, calls: Sequence[Call]) -> list[Any]:
             replies[index] = RedisUnavailableError()
             continue
         try:
-            reply = await _run_alone(client, call)
-        except UNAVAILABLE_ERRORS as error:
-            reply = error
-        except Exception as error:  # a script error: Redis answered
+            reply = await call.script.load_and_run(client, call.keys, call.args)
+        except Exception as error:  # unavailable, or a script error: the feature decides
             reply = error
         replies[index] = _judged(call, reply)
     return replies

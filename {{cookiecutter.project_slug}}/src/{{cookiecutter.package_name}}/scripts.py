@@ -50,5 +50,11 @@ class LuaScript:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             # Loading and retrying is safe: NOSCRIPT means the script did not run.
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await self.load_and_run(client, keys, args)
+
+    async def load_and_run(
+        self, client: RedisClient, keys: list[str], args: list[str | int | float | bytes]
+    ) -> Any:
+        """SCRIPT LOAD, then EVALSHA: for a script Redis answered NOSCRIPT to."""
+        await client.script_load(self.source)
+        return await client.evalsha(self.sha, len(keys), *keys, *args)

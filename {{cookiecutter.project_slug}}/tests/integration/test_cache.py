@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from {{ cookiecutter.package_name }}.cache import Cache, cached
+from {{ cookiecutter.package_name }}.features import identifies_caller
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -32,6 +33,18 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def settings(real_settings: SettingsFactory) -> Settings:
     return real_settings(demo_compute_delay_ms=20)
+
+
+async def count_call(request: Request) -> int:
+    """A dependency that counts its calls on the app."""
+    request.app.state.dependency_calls = getattr(request.app.state, "dependency_calls", 0) + 1
+    calls: int = request.app.state.dependency_calls
+    return calls
+
+
+@identifies_caller
+async def count_caller(request: Request) -> int:
+    return await count_call(request)
 
 
 def app_with_test_routes(settings: Settings) -> FastAPI:
@@ -57,6 +70,16 @@ def app_with_test_routes(settings: Settings) -> FastAPI:
     @cached(namespace="test")
     async def large() -> dict[str, str]:
         return {"blob": "x" * 4096, "at": str(time.time())}
+
+    @app.get("/test/counted")
+    @cached(namespace="test")
+    async def counted(calls: Annotated[int, Depends(count_call)]) -> dict[str, int]:
+        return {"calls": calls}
+
+    @app.get("/test/personal")
+    @cached(namespace="test")
+    async def personal(calls: Annotated[int, Depends(count_caller)]) -> dict[str, int]:
+        return {"calls": calls}
 
     @app.get("/test/varied")
     @cached(namespace="test", vary=["accept-language"])
@@ -236,6 +259,37 @@ async def test_a_no_cache_request_recomputes_and_refreshes_the_entry(settings: S
     assert refreshed.json()["computed_at"] != first.json()["computed_at"]
     assert after.headers["x-cache"] == "HIT"
     assert after.json() == refreshed.json()
+
+
+async def test_a_hit_is_answered_without_running_the_route_or_its_dependencies(
+    settings: Settings,
+) -> None:
+    async with serve(settings, app_with_test_routes(settings)) as service:
+        responses = [await get(service.client, "/test/counted") for _ in range(3)]
+        calls = service.app.state.dependency_calls
+    assert [response.headers["x-cache"] for response in responses] == ["MISS", "HIT", "HIT"]
+    assert calls == 1
+
+
+async def test_a_route_that_identifies_its_caller_runs_its_dependencies_on_hits_too(
+    settings: Settings,
+) -> None:
+    async with serve(settings, app_with_test_routes(settings)) as service:
+        responses = [await get(service.client, "/test/personal") for _ in range(3)]
+        calls = service.app.state.dependency_calls
+    assert [response.headers["x-cache"] for response in responses] == ["MISS", "HIT", "HIT"]
+    assert calls == 3
+
+
+async def test_a_304_carries_the_vary_header_the_route_set(settings: Settings) -> None:
+    async with serve(settings, app_with_test_routes(settings)) as service:
+        miss = await get(service.client, "/test/varied")
+        etag = miss.headers["etag"]
+        revalidated = await get(service.client, "/test/varied", **{"if-none-match": etag})
+    assert revalidated.status_code == 304
+    assert revalidated.headers["vary"] == "Accept-Encoding, Accept-Language"
+    assert revalidated.headers["etag"] == miss.headers["etag"]
+    assert "content-type" not in revalidated.headers
 
 
 async def test_a_request_with_authorization_bypasses_a_route_that_does_not_vary_on_it(

@@ -7,7 +7,9 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from tests.redis_monitor import count_round_trips, record_commands
 from tests.redis_servers import RedisServer
+from tests.redis_target import RedisTarget
 from tests.service import Service, SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +78,55 @@ async def test_login_fails_closed_when_its_limit_cannot_be_checked(
         )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "rate_limit_unavailable"
+
+
+async def log_in(service: Service) -> None:
+    await service.client.post("/auth/register", json={"username": "ivy", "password": PASSWORD})
+    response = await service.client.post(
+        "/auth/login", json={"username": "ivy", "password": PASSWORD}
+    )
+    assert response.status_code == 200
+
+
+async def test_a_session_read_and_its_rate_limit_decision_cost_one_round_trip(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    settings = make_settings(redis_url=own_redis_server.url, password_hash_cost=10)
+    async with serve(settings) as service:
+        await log_in(service)
+        await service.client.get("/auth/me")  # scripts loaded
+        async with count_round_trips(own_redis_server.url) as round_trips:
+            counted = await service.client.get("/auth/me")
+        async with record_commands(own_redis_server.url) as recording:
+            recorded = await service.client.get("/auth/me")
+    assert counted.status_code == recorded.status_code == 200
+    assert round_trips.count == 1
+    assert recording.round_trips == ["evalsha", "evalsha"]  # the decision and the read
+
+
+async def test_each_feature_gets_its_own_reply_from_the_shared_round_trip(
+    settings: Settings, redis_target: RedisTarget
+) -> None:
+    async with serve(settings) as service:
+        await log_in(service)
+        await service.client.get("/auth/me")  # scripts loaded
+        async with record_commands(*redis_target.monitor_urls) as recording:
+            response = await service.client.get("/auth/me")
+    assert response.json() == {"username": "ivy"}
+    assert response.headers["ratelimit"].startswith('"default";r=')
+    assert recording.round_trips_touching("{s:") == ["evalsha"]
+    assert recording.round_trips_touching("{rl:") == ["evalsha"]
+
+
+async def test_with_the_sessions_breaker_open_the_limiter_still_decides(
+    settings: Settings,
+) -> None:
+    async with serve(settings) as service:
+        await log_in(service)
+        breaker = service.app.state.sessions.breaker
+        for _ in range(breaker.threshold):
+            breaker.failed(ConnectionError("test"))
+        response = await service.client.get("/auth/me")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "session_store_unavailable"
+    assert "ratelimit" in response.headers
