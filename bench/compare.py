@@ -57,6 +57,7 @@ RENDERS: dict[str, dict[str, Any]] = {
 }
 PEERS_SHOWN = ["slowapi", "fastapi-limiter", "starsessions"]
 NAIVE = "naive GET (reference)"
+WIDE_CASE = "all on: cache hit + limiter"
 HOUSEKEEPING = frozenset({"PING", "CLIENT", "HELLO", "INFO", "SCRIPT", "SELECT", "MONITOR"})
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 SERVER_CPUS = set(_CPUS[:1]) if len(_CPUS) > 1 else set()
@@ -84,6 +85,7 @@ class Case:
     prepare: Callable[[int], dict[str, str]] = lambda port: {}
     rates: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
+    round_trips_per_request: float = 0.0
     commands_per_request: float = 0.0
 
 
@@ -274,6 +276,32 @@ def wrk(
     return float(rate[1]), float(p99[1]) * scale
 
 
+def server_reads(redis_port: int) -> int:
+    """How many times Redis has read from its clients (INFO stats total_reads_processed)."""
+    with socket.create_connection(("127.0.0.1", redis_port)) as connection:
+        connection.sendall(b"INFO stats\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n") or reply.count(b"\r\n") < 2:
+            reply += connection.recv(65536)
+    found = re.search(rb"total_reads_processed:(\d+)", reply)
+    assert found, reply[:200]
+    return int(found[1])
+
+
+def round_trips_per_request(
+    redis_port: int, port: int, case: Case, headers: dict[str, str], count: int = 50
+) -> float:
+    """Round trips to Redis per request of this case: Redis reads a pipeline in one read,
+    so its count of reads tells round trips where MONITOR only sees commands. Nothing else
+    talks to this Redis meanwhile; the reads of asking are measured and left out."""
+    own = -server_reads(redis_port) + server_reads(redis_port)
+    before = server_reads(redis_port)
+    for _ in range(count):
+        status, _, _ = request(port, "GET", case.path, headers=headers)
+        assert status == 200, (case.name, status)
+    return (server_reads(redis_port) - before - own) / count
+
+
 def commands_per_request(
     redis_port: int, port: int, case: Case, headers: dict[str, str], count: int = 50
 ) -> float:
@@ -319,6 +347,27 @@ def commands_per_request(
     return counted / count
 
 
+def wide_load(port: int, case: Case, headers: dict[str, str], args: argparse.Namespace) -> str:
+    """One run with many connections: its errors (socket errors, non-2xx) and p99."""
+    seconds = max(round(args.seconds), 1)
+    command = ["wrk", "-t2", f"-c{args.wide_connections}", f"-d{seconds}s", "--latency",
+               "--timeout", "10s"]  # fmt: skip
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    command.append(f"http://127.0.0.1:{port}{case.path}")
+    output = run(command)
+    requests = re.search(r"(\d+) requests in", output)
+    p99 = re.search(r"99%\s+([\d.]+(?:us|ms|s))\b", output)
+    socket_errors = re.search(r"Socket errors: (.+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = (socket_errors[1] if socket_errors else "none") + (
+        f"; {non_2xx[1]} non-2xx" if non_2xx else "; 0 non-2xx"
+    )
+    return (f"{args.wide_connections} connections for {seconds} s against {case.name!r}: "
+            f"{requests[1] if requests else '?'} requests, socket errors: {errors}, "
+            f"p99 {p99[1] if p99 else '?'}.")  # fmt: skip
+
+
 def machine() -> str:
     model = ""
     if Path("/proc/cpuinfo").exists():
@@ -332,8 +381,8 @@ def machine() -> str:
 def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> tuple[str, dict[str, float]]:
     reference = next(case for case in cases if case.name == NAIVE)
     ratios = {}
-    rows = ["| case | req/s | ratio to the naive GET | Redis commands per request | p99 |",
-            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    rows = ["| case | req/s | ratio to the naive GET | round trips per request "
+            "| Redis commands per request | p99 |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for case in cases:
         ratio = statistics.median(
             mine / naive for mine, naive in zip(case.rates, reference.rates, strict=True)
@@ -341,7 +390,8 @@ def report(cases: list[Case], args: argparse.Namespace, notes: list[str]) -> tup
         ratios[case.name] = ratio
         name = f"**{case.name}**" if case.ours else case.name
         rows.append(f"| {name} | {statistics.median(case.rates):,.0f} | {ratio:.2f} | "
-                    f"{case.commands_per_request:g} | {statistics.median(case.p99_ms):.1f} ms |")  # fmt: skip
+                    f"{case.round_trips_per_request:g} | {case.commands_per_request:g} | "
+                    f"{statistics.median(case.p99_ms):.1f} ms |")  # fmt: skip
     heading = (f"uvicorn, 1 worker per app; wrk, {args.connections} connections, {args.rounds} "
                f"round(s) of {args.seconds:g} s per case, interleaved; medians. {machine()}.")  # fmt: skip
     return "\n".join([heading, "", *rows, "", *notes]) + "\n", ratios
@@ -371,6 +421,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="load per case and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--wide-connections", type=int, default=1024,
+                        help=f"connections of one more run against {WIDE_CASE!r}")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     for tool in ("wrk", "redis-server", "uv"):
@@ -389,11 +441,15 @@ def main() -> int:
             wait_for_port(redis_port)
             servers, cases = servers_and_cases(renders, f"redis://127.0.0.1:{redis_port}/0")
             ports = {server.name: server for server in servers}
+            notes: list[str] = []
             with started(servers, environments):
                 headers = {case.name: case.prepare(ports[case.server].port) for case in cases}
                 for case in cases:  # warm-up, then round trips counted once the load has drained
                     wrk(ports[case.server].port, case.path, headers[case.name], args.connections, 1)
                     time.sleep(1.0)
+                    case.round_trips_per_request = round_trips_per_request(
+                        redis_port, ports[case.server].port, case, headers[case.name]
+                    )
                     case.commands_per_request = commands_per_request(
                         redis_port, ports[case.server].port, case, headers[case.name]
                     )
@@ -404,10 +460,12 @@ def main() -> int:
                                         args.connections, args.seconds)  # fmt: skip
                         case.rates.append(rate)
                         case.p99_ms.append(p99)
+                wide = next(case for case in cases if case.name == WIDE_CASE)
+                notes.append(wide_load(ports[wide.server].port, wide, headers[wide.name], args))
                 peers = versions(environments["peers"], PEERS_SHOWN)
                 cache2 = versions(environments["peers-cache2"], ["fastapi-cache2"])
                 ours = versions(environments["ours"], ["fastapi", "redis", "uvicorn"])
-                notes = [f"Peers: {peers}; {cache2}. Ours and the naive route: {ours}."]
+                notes.append(f"Peers: {peers}; {cache2}. Ours and the naive route: {ours}.")
         finally:
             redis.terminate()
             redis.wait(timeout=15)

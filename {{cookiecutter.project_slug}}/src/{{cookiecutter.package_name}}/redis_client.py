@@ -21,9 +21,11 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
+    DataError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -108,6 +110,66 @@ class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside 
         super().__init__(*args, **kwargs)
         pool = self.connection_pool
         self._init_slots(pool.max_connections, getattr(pool, "timeout", None) or 1.0)
+
+    async def send_together(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """`run_together` on one connection, the short way: the request path's hot spot.
+
+        It holds a slot of the fair queue, so the pool has a connection for it without
+        waiting; the commands go out in one write and their replies are read in order.
+        The connection's own error handling applies: a timeout or a broken socket
+        disconnects it before it goes back to the pool, so no reply is ever read by the
+        wrong caller.
+        """
+        await self.take_slot()
+        pool = self.connection_pool
+        try:
+            try:
+                connection = pool.get_available_connection()  # type: ignore[no-untyped-call]
+            except RedisConnectionError:  # someone took connections outside the queue
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            else:
+                try:
+                    await pool.ensure_connection(connection)
+                except BaseException:
+                    await pool.release(connection)
+                    raise
+            try:
+                await connection.send_packed_command(pack_commands(commands))
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response())
+                    except ResponseError as error:  # this command's own error
+                        replies.append(error)
+                return replies
+            finally:
+                await pool.release(connection)
+        finally:
+            self.free_slot()
+
+
+def _encode(value: Any) -> bytes:
+    """Arguments as redis-py encodes them (bytes, str, int, float), bool refused the same."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    raise DataError(f"invalid argument of type {type(value).__name__}: {value!r}")
+
+
+def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
+    """Commands in the Redis protocol (RESP arrays of bulk strings), ready for one write."""
+    parts: list[bytes] = []
+    for command in commands:
+        parts.append(b"*%d\r\n" % len(command))
+        for argument in command:
+            data = _encode(argument)
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
 
 
 class BoundedRedisCluster(_FairQueue, RedisCluster):  # type: ignore[misc]
@@ -203,10 +265,12 @@ async def run_together(client: RedisClient, commands: Sequence[Sequence[Any]]) -
     reply, as an exception instance; a connection failure or timeout raises. Nothing is
     re-sent. The pipeline waits for a connection in the fair queue, like any command.
     """
+    if isinstance(client, BoundedRedis):
+        return await client.send_together(commands)
     pipeline = client.pipeline(transaction=False)
     for command in commands:
         pipeline.execute_command(*command)
-    if not isinstance(client, BoundedRedis | BoundedRedisCluster):
+    if not isinstance(client, BoundedRedisCluster):
         replies: list[Any] = await pipeline.execute(raise_on_error=False)
         return replies
     await client.take_slot()

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from redis.exceptions import NoScriptError
 from starlette.datastructures import MutableHeaders
@@ -59,10 +59,6 @@ def find_steps(table: RouteTable, scope: Scope) -> tuple[RouteStep, ...]:
     return ()
 
 
-async def _run_alone(client: RedisClient, call: Call) -> Any:
-    return await call.script(client, call.keys, call.args)
-
-
 def _judged(call: Call, reply: Any) -> Any:
     """The reply as the feature should see it, with the breaker told how Redis did."""
     if isinstance(reply, UNAVAILABLE_ERRORS):
@@ -78,22 +74,14 @@ async def run_calls(client: RedisClient, calls: Sequence[Call]) -> list[Any]:
     asked = [index for index, call in enumerate(calls) if call.breaker.allow()]
     if not asked:
         return replies
+    commands = [
+        ("EVALSHA", calls[i].script.sha, len(calls[i].keys), *calls[i].keys, *calls[i].args)
+        for i in asked
+    ]
     try:
-        if len(asked) == 1:
-            call = calls[asked[0]]
-            try:
-                raw = [await _run_alone(client, call)]
-            except UNAVAILABLE_ERRORS as error:
-                raw = [error]
-        else:
-            commands = [
-                ("EVALSHA", calls[i].script.sha, len(calls[i].keys), *calls[i].keys, *calls[i].args)
-                for i in asked
-            ]
-            try:
-                raw = await run_together(client, commands)
-            except UNAVAILABLE_ERRORS as error:
-                raw = [error] * len(asked)
+        raw = await run_together(client, commands)
+    except UNAVAILABLE_ERRORS as error:
+        raw = [error] * len(asked)
     except BaseException:
         for index in asked:
             calls[index].breaker.abandoned()
@@ -120,19 +108,32 @@ class RequestPath:
     """Pure ASGI, outside every feature's middleware: runs the features' calls before
     routing, answers for a feature that wants to, and adds the features' headers."""
 
+    # Routes found per (method, root path, path); forgotten wholesale past this many, as
+    # paths are the client's choice.
+    FOUND_LIMIT = 4096
+
     def __init__(self, app: ASGIApp, features: Sequence[Feature]) -> None:
         self.app = app
         self.features = tuple(features)
         self.table: RouteTable | None = None
+        self.found: dict[tuple[str, str, str], tuple[RouteStep, ...]] = {}
+
+    def steps_for(self, scope: Scope) -> tuple[RouteStep, ...]:
+        key = (scope["method"], scope.get("root_path", ""), scope["path"])
+        steps = self.found.get(key)
+        if steps is None:
+            if self.table is None:
+                self.table = route_table(scope["app"], self.features)
+            if len(self.found) >= self.FOUND_LIMIT:
+                self.found.clear()
+            steps = self.found[key] = find_steps(self.table, scope)
+        return steps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        application: FastAPI = scope["app"]
-        if self.table is None:
-            self.table = route_table(application, self.features)
-        steps = find_steps(self.table, scope)
+        steps = self.steps_for(scope)
         if not steps:
             await self.app(scope, receive, send)
             return
@@ -141,13 +142,15 @@ class RequestPath:
         if not calls:
             await self.app(scope, receive, send)
             return
-        replies = await run_calls(application.state.redis, calls)
+        replies = await run_calls(scope["app"].state.redis, calls)
         outcomes = [call.settle(reply) for call, reply in zip(calls, replies, strict=True)]
         respond = next((outcome.respond for outcome in outcomes if outcome.respond), None)
         if respond is not None:
             await _release_others(calls, outcomes, respond)
         headers = _merged_headers(outcomes)
-        if headers:
+        if headers and isinstance(respond, Response):
+            respond.raw_headers += [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]
+        elif headers:
             send = _adding_headers(send, headers)
         await (respond or self.app)(scope, receive, send)
 

@@ -1,4 +1,4 @@
-"""The rate-limit benchmark runs end to end and prints its figures (it asserts no speed:
+"""The request-path benchmark runs end to end and prints its figures (it asserts no speed:
 timings belong in the benchmark's output, not in a test that could flake)."""
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.main import enabled_features
+
 from tests.redis_servers import REDIS_SERVER
 
 PROJECT = Path(__file__).resolve().parents[2]
-BENCH = PROJECT / "bench" / "bench_ratelimit.py"
+BENCH = PROJECT / "bench" / "bench_request_path.py"
+CASES = {"cache": "cache hit", "sessions": "session read", "rate limiting": "limited"}
 
 
 @pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
-def test_the_benchmark_prints_three_rates_and_their_ratio() -> None:
+def test_the_benchmark_prints_each_features_rate_and_its_ratio_to_a_plain_get() -> None:
     # The source tree first, whether or not the project is installed.
     python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
     command = [sys.executable, str(BENCH), "--seconds", "1", "--rounds", "1",
@@ -32,6 +35,7 @@ def test_the_benchmark_prints_three_rates_and_their_ratio() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("bare", "limited", "get"):
-        assert re.search(rf"^  {name} +\d+ req/s", result.stdout, re.MULTILINE), result.stdout
-    assert re.search(r"limited / get = \d+\.\d\d", result.stdout)
+    expected = ["bare", "get", *(CASES[feature.name] for feature in enabled_features())]
+    for name in expected:
+        line = rf"^  {name} +\d+ req/s +\d+\.\d\d x get"
+        assert re.search(line, result.stdout, re.MULTILINE), result.stdout

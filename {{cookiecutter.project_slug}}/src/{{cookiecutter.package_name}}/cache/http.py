@@ -99,6 +99,12 @@ def request_variant(query_string: str, vary: Iterable[str], headers: Headers) ->
     return digest(f"{query}\n{varied}", 16)
 
 
+# The variant of a request without a query string, to a route that varies on nothing.
+PLAIN_VARIANT = request_variant("", (), Headers())
+# The request headers the cache reads itself.
+CACHE_REQUEST_HEADERS = frozenset({b"cache-control", b"pragma", b"authorization", b"if-none-match"})
+
+
 def merge_vary(headers: MutableHeaders, names: Sequence[str]) -> None:
     """Add these header names to Vary, keeping what the route set and naming each once."""
     present = [part.strip() for part in headers.get("vary", "").split(",") if part.strip()]
@@ -167,18 +173,28 @@ class Plan:
     def prepare(self, request: Request) -> bool:
         """Work out the variant and its keys; False when the request bypasses the cache."""
         policy = self.policy
-        headers = request.headers
-        directives = cache_directives(headers.get("cache-control"), headers.get("pragma"))
+        scope = request.scope
+        seen: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:  # one pass; the first line of each name counts
+            if name in CACHE_REQUEST_HEADERS and name not in seen:
+                seen[name] = value
+        directives = cache_directives(
+            seen.get(b"cache-control", b"").decode("latin-1"),
+            seen.get(b"pragma", b"").decode("latin-1"),
+        )
         if "no-store" in directives or (
-            "authorization" in headers and "authorization" not in policy.vary
+            b"authorization" in seen and "authorization" not in policy.vary
         ):
             return False
-        url = request.url
-        self.variant = request_variant(url.query, policy.vary, headers)
-        self.keys = self.cache.resource_keys(policy.namespace, url.path, self.variant)
+        query = scope["query_string"].decode("latin-1")
+        if query or policy.vary:
+            self.variant = request_variant(query, policy.vary, request.headers)
+        else:
+            self.variant = PLAIN_VARIANT
+        self.keys = self.cache.resource_keys(policy.namespace, scope["path"], self.variant)
         self.token = secrets.token_hex(16)
-        self.etags = parse_if_none_match(headers.get("if-none-match"))
-        self.head = request.scope["method"] == "HEAD"
+        self.etags = parse_if_none_match(seen.get(b"if-none-match", b"").decode("latin-1"))
+        self.head = scope["method"] == "HEAD"
         self.take_lock = not self.head
         self.refresh = "no-cache" in directives
         return True

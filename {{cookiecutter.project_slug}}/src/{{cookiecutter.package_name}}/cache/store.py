@@ -136,11 +136,14 @@ class Cache:
         self._lock_ttl_ms = max(int(settings.cache_lock_ttl_seconds * 1000), 1)
         self.max_body_bytes = settings.cache_max_body_bytes
         self.breaker = CircuitBreaker.from_settings("cache", settings, logger)
+        self._tags: dict[str, str] = {}
 
     # -- keys and Redis calls ---------------------------------------------------------
 
     def resource_keys(self, namespace: str, resource: str, variant: str) -> CacheKeys:
-        tag = f"c:{SCHEMA}:{check_namespace(namespace)}"
+        tag = self._tags.get(namespace)
+        if tag is None:  # namespaces come from the code: a handful, checked once each
+            tag = self._tags[namespace] = f"c:{SCHEMA}:{check_namespace(namespace)}"
         resource_digest = digest(resource)
         return CacheKeys(
             version=hash_tagged(self._prefix, tag, "ver"),
@@ -201,7 +204,7 @@ class Cache:
             self._lock_ttl_ms,
             int(take_lock),
             int(refresh),
-            secrets.token_hex(8),
+            token[:16],  # a fresh namespace version, if the namespace has none: random enough
             *etags,
         ]
 

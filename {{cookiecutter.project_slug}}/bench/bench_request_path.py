@@ -1,19 +1,24 @@
-"""What the rate limiter costs, measured against a real Redis.
+"""What the request path costs, measured against a real Redis.
 
-Serves one trivial route three ways from one uvicorn worker and loads each in turn:
+Serves the service's own app from one uvicorn worker, with two reference routes beside it:
 
-* bare:    no limiter, no Redis
-* limited: the rate limiter (one EVALSHA per request)
-* get:     no limiter, one plain Redis GET per request instead
+* bare:  no Redis at all
+* get:   one plain redis.asyncio GET, returned as JSON (the naive route)
 
-and prints requests/s for each and the ratio limited / get. The limiter's budget is one
-simple round trip, so the ratio should be at least 0.9. Each round measures the three
-routes back to back (in a rotating order) and the ratio is the median of the rounds'
-ratios, so drift in the machine's speed cancels out. On Linux with 2+ CPUs the server
-gets CPU 0 and Redis and the load generator the others, so they do not compete.
+and, for each enabled feature, its everyday request:
 
-    python bench/bench_ratelimit.py                  # starts its own redis-server
-    python bench/bench_ratelimit.py --redis-url redis://localhost:6379/0
+* cache hit:     GET /items/bench, answered from the cache before routing
+* session read:  GET /auth/me with a logged-in session
+* limited:       GET /bench/limited, a trivial route under the default rate limit
+
+With several features on, each case pays for all of them at once (a cache hit also gets
+its rate-limit decision), in one round trip. The script prints requests/s for each case
+and its ratio to `get`: the median of the rounds' ratios, each round measuring every case
+back to back in a rotating order, so drift in the machine's speed cancels out. On Linux
+with 2+ CPUs the server gets CPU 0, and Redis and the load generator the others.
+
+    python bench/bench_request_path.py                  # starts its own redis-server
+    python bench/bench_request_path.py --redis-url redis://localhost:6379/0
 
 Uses `wrk` when it is installed (Debian: apt-get install wrk), else a small built-in
 load generator in a separate process; the figures of the two are not comparable with
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
+import json
 import multiprocessing
 import os
 import re
@@ -39,22 +46,27 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.ratelimit import rate_limit_exempt
+from {{ cookiecutter.package_name }}.main import create_app, enabled_features
 from {{ cookiecutter.package_name }}.redis_client import RedisDep
 
-ROUTES = {"bare": "/bench/bare", "limited": "/bench/limited", "get": "/bench/get"}
+REFERENCE = {"bare": "/bench/bare", "get": "/bench/get"}
+# Each feature's everyday request: (case, path).
+FEATURE_CASES = {
+    "cache": ("cache hit", "/items/bench"),
+    "sessions": ("session read", "/auth/me"),
+    "rate limiting": ("limited", "/bench/limited"),
+}
+CREDENTIALS = {"username": "bench", "password": "correct horse battery"}
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 SERVER_CPUS = set(_CPUS[:1]) if len(_CPUS) > 1 else set()
 LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
 
 
 def make_bench_app() -> FastAPI:
-    """The service's own app, plus the three routes (uvicorn calls this in the server)."""
+    """The service's own app, plus the bench routes (uvicorn calls this in the server)."""
     app = create_app()
 
     @app.get("/bench/bare")
-    @rate_limit_exempt
     async def bare() -> dict[str, bool]:
         return {"ok": True}
 
@@ -63,12 +75,50 @@ def make_bench_app() -> FastAPI:
         return {"ok": True}
 
     @app.get("/bench/get")
-    @rate_limit_exempt
-    async def get(redis: RedisDep) -> dict[str, bool]:
-        await redis.get("bench:key")
-        return {"ok": True}
+    async def get(redis: RedisDep) -> dict[str, str | None]:
+        value = await redis.get("bench:key")
+        return {"cached": value.decode() if value else None}
 
     return app
+
+
+def cases() -> dict[str, str]:
+    """Case name -> path: the references, then each enabled feature's request."""
+    enabled = {feature.name for feature in enabled_features()}
+    return {**REFERENCE, **dict(FEATURE_CASES[name] for name in FEATURE_CASES if name in enabled)}
+
+
+def request(
+    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        sent = {"content-type": "application/json", **(headers or {})}
+        connection.request(method, path, body=payload, headers=sent)
+        response = connection.getresponse()
+        response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        connection.close()
+
+
+def prepare(port: int, names: dict[str, str]) -> dict[str, str]:
+    """Warm the cache entry and log in; the request headers every case sends."""
+    headers: dict[str, str] = {}
+    if "session read" in names:
+        request(port, "POST", "/auth/register", CREDENTIALS)  # 201, or 409 if it exists
+        status, answer = request(port, "POST", "/auth/login", CREDENTIALS)
+        if status != 200:
+            raise RuntimeError(f"could not log in: {status}")
+        headers["cookie"] = answer["set-cookie"].split(";", 1)[0]
+    if "cache hit" in names:
+        for _ in range(2):
+            request(port, "GET", names["cache hit"])
+        status, answer = request(port, "GET", names["cache hit"])
+        if answer.get("x-cache") != "HIT":
+            raise RuntimeError(f"the cache did not answer a hit: {status} {answer}")
+    return headers
 
 
 def free_port() -> int:
@@ -104,8 +154,11 @@ async def _connection_loop(port: int, request: bytes, deadline: float) -> int:
     return done
 
 
-def _load_process(port: int, path: str, connections: int, seconds: float, queue: Any) -> None:
-    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+def _load_process(
+    port: int, path: str, headers: dict[str, str], connections: int, seconds: float, queue: Any
+) -> None:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n{lines}\r\n".encode()
 
     async def run() -> int:
         deadline = time.monotonic() + seconds
@@ -123,11 +176,15 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
-def requests_per_second(port: int, path: str, connections: int, seconds: float) -> float:
+def requests_per_second(
+    port: int, path: str, headers: dict[str, str], connections: int, seconds: float
+) -> float:
     wrk = shutil.which("wrk")
     if wrk:
-        command = [wrk, "-t1", f"-c{connections}", f"-d{max(round(seconds), 1)}s",
-                   f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+        command = [wrk, "-t1", f"-c{connections}", f"-d{max(round(seconds), 1)}s"]
+        for name, value in headers.items():
+            command += ["-H", f"{name}: {value}"]
+        command.append(f"http://127.0.0.1:{port}{path}")
         if LOAD_CPUS and shutil.which("taskset"):
             command = ["taskset", "-c", ",".join(map(str, sorted(LOAD_CPUS))), *command]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -137,7 +194,7 @@ def requests_per_second(port: int, path: str, connections: int, seconds: float) 
         return float(match[1])
     queue: Any = multiprocessing.Queue()
     worker = multiprocessing.Process(
-        target=_load_process, args=(port, path, connections, seconds, queue)
+        target=_load_process, args=(port, path, headers, connections, seconds, queue)
     )
     worker.start()
     if worker.pid is not None:
@@ -183,27 +240,36 @@ def main() -> int:
             "REDIS_URL": redis_url,
             "REDIS_TOPOLOGY": args.topology if args.redis_url else "standalone",
             "RATE_LIMIT_DEFAULT": "1000000000/second",
+            "RATE_LIMIT_EXEMPT_PATHS": "/health,/bench/bare,/bench/get",
+            "CACHE_TTL_SECONDS": "3600",
+            "DEMO_COMPUTE_DELAY_MS": "0",
+            "PASSWORD_HASH_COST": "10",
+            "SESSION_SECRET": "bench-" + "x" * 40,
             "LOG_LEVEL": "WARNING",
             "APP_ENV": "development",
         }
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench_ratelimit:make_bench_app", "--factory",
+            [sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app", "--factory",
              "--app-dir", str(Path(__file__).parent), "--port", str(app_port),
              "--no-access-log", "--no-proxy-headers", "--log-level", "warning"],
             env=env,
         )  # fmt: skip
         pin(server.pid, SERVER_CPUS)
-        figures: dict[str, list[float]] = {name: [] for name in ROUTES}
+        routes = cases()
+        figures: dict[str, list[float]] = {name: [] for name in routes}
         try:
             wait_for_port(app_port)
-            for path in ROUTES.values() if args.warmup > 0 else ():
-                requests_per_second(app_port, path, args.connections, args.warmup)  # warm up
-            names = list(ROUTES)
+            headers = prepare(app_port, routes)
+            for path in routes.values() if args.warmup > 0 else ():
+                requests_per_second(app_port, path, headers, args.connections, args.warmup)
+            names = list(routes)
             for round_number in range(args.rounds):
                 shift = round_number % len(names)
                 for name in names[shift:] + names[:shift]:
                     figures[name].append(
-                        requests_per_second(app_port, ROUTES[name], args.connections, args.seconds)
+                        requests_per_second(
+                            app_port, routes[name], headers, args.connections, args.seconds
+                        )
                     )
         finally:
             server.terminate()
@@ -212,20 +278,17 @@ def main() -> int:
                 redis_process.terminate()
                 redis_process.wait(timeout=10)
 
-    medians = {name: statistics.median(values) for name, values in figures.items()}
     tool = "wrk" if shutil.which("wrk") else "built-in load generator"
     print(f"uvicorn, 1 worker, {args.connections} connections, {tool}, median of {args.rounds}:")
-    for name, value in medians.items():
-        rounds = ", ".join(f"{figure:.0f}" for figure in figures[name])
-        print(f"  {name:<8} {value:>10.0f} req/s   (rounds: {rounds})")
-    ratios = [
-        limited / get for limited, get in zip(figures["limited"], figures["get"], strict=True)
-    ]
-    ratio = statistics.median(ratios)
-    print(
-        f"  limited / get = {ratio:.2f}  (median of the rounds' ratios; at least 0.90 means the "
-        "limiter costs no more than one GET)"
-    )
+    for name, values in figures.items():
+        ratio = statistics.median(
+            mine / get for mine, get in zip(values, figures["get"], strict=True)
+        )
+        rounds = ", ".join(f"{figure:.0f}" for figure in values)
+        print(
+            f"  {name:<13} {statistics.median(values):>9.0f} req/s   {ratio:5.2f} x get"
+            f"   (rounds: {rounds})"
+        )
     if SERVER_CPUS:
         print(f"  server on CPU {sorted(SERVER_CPUS)}, Redis and load on CPUs {sorted(LOAD_CPUS)}")
     return 0
