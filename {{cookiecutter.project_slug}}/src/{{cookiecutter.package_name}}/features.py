@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.dependencies.models import Dependant
@@ -92,7 +92,10 @@ class Feature:
 IDENTIFIES_CALLER = "__identifies_caller__"
 
 
-def identifies_caller(dependency: Callable[..., Any]) -> Callable[..., Any]:
+Dependency = TypeVar("Dependency", bound=Callable[..., Any])
+
+
+def identifies_caller(dependency: Dependency) -> Dependency:
     """Mark a dependency that decides who the caller is (a session, a token): a route that
     uses it is never answered before routing, so the dependency always runs."""
     setattr(dependency, IDENTIFIES_CALLER, True)

@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from redis.exceptions import NoScriptError
-from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -115,15 +114,19 @@ class RequestPath:
     def __init__(self, app: ASGIApp, features: Sequence[Feature]) -> None:
         self.app = app
         self.features = tuple(features)
-        self.table: RouteTable | None = None
+        self.table: RouteTable = []
+        self.routes_seen = -1
         self.found: dict[tuple[str, str, str], tuple[RouteStep, ...]] = {}
 
     def steps_for(self, scope: Scope) -> tuple[RouteStep, ...]:
+        application: FastAPI = scope["app"]
+        if len(application.router.routes) != self.routes_seen:  # the first request, or
+            self.routes_seen = len(application.router.routes)  # routes added since
+            self.table = route_table(application, self.features)
+            self.found.clear()
         key = (scope["method"], scope.get("root_path", ""), scope["path"])
         steps = self.found.get(key)
         if steps is None:
-            if self.table is None:
-                self.table = route_table(scope["app"], self.features)
             if len(self.found) >= self.FOUND_LIMIT:
                 self.found.clear()
             steps = self.found[key] = find_steps(self.table, scope)
@@ -175,11 +178,15 @@ def _merged_headers(outcomes: Sequence[Outcome]) -> dict[str, str]:
 
 
 def _adding_headers(send: Send, headers: dict[str, str]) -> Send:
+    """Set these headers on the response (replacing any of the same names)."""
+    added = [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+    names = {name for name, _ in added}
+
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            # A copy: a Response hands over its own header list, which may be shared.
-            message = {**message, "headers": list(message.get("headers", ()))}
-            MutableHeaders(scope=message).update(headers)
+            # A new list: a Response hands over its own header list, which may be shared.
+            kept = [pair for pair in message.get("headers", ()) if pair[0] not in names]
+            message = {**message, "headers": kept + added}
         await send(message)
 
     return send_with_headers

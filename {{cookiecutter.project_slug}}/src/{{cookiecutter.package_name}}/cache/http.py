@@ -361,9 +361,9 @@ def cached(
             request: Request = kwargs[request_name] if passes_request else kwargs.pop(request_name)
             state: dict[str, Any] = request.scope.setdefault("state", {})
             plan: Plan | None = state.get(PLAN_KEY)
-            if plan is None:  # not looked up before routing: a route added after startup
-                plan = state[PLAN_KEY] = Plan(cache=request.app.state.cache, policy=policy)
-            response = await plan.cached_response(request)
+            # Every cached route is in the request path's table, which made the plan; without
+            # one (a route that is not, such as a method other than GET and HEAD), compute.
+            response = await plan.cached_response(request) if plan is not None else None
             if response is not None:
                 return response
             try:
@@ -371,7 +371,8 @@ def cached(
                     return await endpoint(*args, **kwargs)
                 return await run_in_threadpool(endpoint, *args, **kwargs)
             except BaseException:
-                await plan.abandon()
+                if plan is not None:
+                    await plan.abandon()
                 raise
 
         setattr(wrapper, POLICY_ATTRIBUTE, policy)
@@ -395,7 +396,8 @@ class CacheMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        plan: Plan | None = scope.get("state", {}).get(PLAN_KEY)
+        if plan is None or plan.finished:  # not a cached route, or answered already
             await self.app(scope, receive, send)
             return
         responder = _CachingResponder(scope, send)

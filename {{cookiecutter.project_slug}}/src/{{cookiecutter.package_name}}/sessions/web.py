@@ -139,8 +139,7 @@ def get_session_store(request: Request) -> SessionStore:
 READ_KEY = "session_read"
 
 
-@identifies_caller
-async def load_session(request: Request, response: Response) -> SessionContext:
+async def _session_context(request: Request, response: Response) -> SessionContext:
     """The request's session: read before routing with the other features' Redis work
     (none without a cookie), or here if the request path did not."""
     settings: Settings = request.app.state.settings
@@ -148,7 +147,7 @@ async def load_session(request: Request, response: Response) -> SessionContext:
     cookie_value = request.cookies.get(settings.session_cookie_key)
     state: dict[str, Any] = request.scope.get("state", {})
     if READ_KEY in state:
-        cookie, reply = state.pop(READ_KEY)
+        cookie, reply = state[READ_KEY]
         session = store.session_from(cookie, reply)
     else:
         session = await store.load(cookie_value)
@@ -158,10 +157,50 @@ async def load_session(request: Request, response: Response) -> SessionContext:
     return context
 
 
+def _check_csrf(request: Request, context: SessionContext) -> None:
+    """Refuse a state-changing request that a logged-in session's cookie authenticates
+    unless it carries that session's CSRF token in X-CSRF-Token."""
+    session = context.session
+    if request.method not in SAFE_METHODS and session is not None and session.is_authenticated:
+        sent = request.headers.get("x-csrf-token", "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise ServiceError(403, "csrf_failed", "Missing or wrong X-CSRF-Token header.")
+
+
+# The route dependencies are one level deep each: FastAPI resolves nested dependencies one
+# by one, and the session is on the path of every request that has one.
+
+
+@identifies_caller
+async def load_session(request: Request, response: Response) -> SessionContext:
+    """The session as it is, without the CSRF check."""
+    return await _session_context(request, response)
+
+
+@identifies_caller
+async def load_session_checking_csrf(request: Request, response: Response) -> SessionContext:
+    """The session, with the CSRF check on state-changing requests."""
+    context = await _session_context(request, response)
+    _check_csrf(request, context)
+    return context
+
+
+@identifies_caller
+async def require_user(request: Request, response: Response) -> SessionContext:
+    """A logged-in session (else 401), with the CSRF check on state-changing requests."""
+    context = await _session_context(request, response)
+    _check_csrf(request, context)
+    _ = context.username  # 401 unless logged in
+    return context
+
+
+SESSION_LOADERS = (load_session, load_session_checking_csrf, require_user)
+
+
 def session_step(state: State, route: RouteContext) -> RouteStep | None:
     """The sessions' part of the request path: read the session before routing, for every
     route that loads it and every request that brings a well-formed cookie."""
-    if not uses_dependency(route, lambda call: call is load_session):
+    if not uses_dependency(route, lambda call: any(call is loader for loader in SESSION_LOADERS)):
         return None
     store: SessionStore = state.sessions
     cookie_name: str = state.settings.session_cookie_key
@@ -178,26 +217,6 @@ def session_step(state: State, route: RouteContext) -> RouteStep | None:
         return store.read_call(cookie, keep)
 
     return step
-
-
-async def load_session_checking_csrf(
-    request: Request, context: Annotated[SessionContext, Depends(load_session)]
-) -> SessionContext:
-    """The session, refusing a state-changing request that a logged-in session's cookie
-    authenticates unless it carries that session's CSRF token in X-CSRF-Token."""
-    session = context.session
-    if request.method not in SAFE_METHODS and session is not None and session.is_authenticated:
-        sent = request.headers.get("x-csrf-token", "")
-        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-            raise ServiceError(403, "csrf_failed", "Missing or wrong X-CSRF-Token header.")
-    return context
-
-
-async def require_user(
-    context: Annotated[SessionContext, Depends(load_session_checking_csrf)],
-) -> SessionContext:
-    _ = context.username  # 401 unless logged in
-    return context
 
 
 # Any session (CSRF enforced on unsafe methods when logged in).
