@@ -149,6 +149,7 @@ class SessionStore:
         else:
             self._secret = secret.get_secret_value().encode()
         self.breaker = CircuitBreaker.from_settings("sessions", settings, logger)
+        self._signatures: dict[str, str] = {}
 
     # -- keys -------------------------------------------------------------------------
 
@@ -166,7 +167,13 @@ class SessionStore:
         return SessionCookie(tag=tag, signature=self._sign(tag), token=secrets.token_urlsafe(32))
 
     def _sign(self, tag: str) -> str:
-        return b64url(hmac.new(self._secret, tag.encode(), hashlib.sha256).digest())[:16]
+        signature = self._signatures.get(tag)
+        if signature is None:  # a user's tag is signed once; the memo is bounded
+            if len(self._signatures) >= 4096:
+                self._signatures.clear()
+            signature = b64url(hmac.new(self._secret, tag.encode(), hashlib.sha256).digest())[:16]
+            self._signatures[tag] = signature
+        return signature
 
     def verified_user_tag(self, cookie_value: str | None) -> str | None:
         """The user tag of a cookie this service signed, without asking Redis.
