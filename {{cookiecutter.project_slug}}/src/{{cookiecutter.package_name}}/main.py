@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.app_name,
         version=__version__,
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry: nothing here sets up a provider, and looking for
+        # one costs every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 
 from fastapi import Depends, Request
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.connection import Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -134,18 +135,43 @@ class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside 
                     await pool.release(connection)
                     raise
             try:
-                await connection.send_packed_command(pack_commands(commands))
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(await connection.read_response())
-                    except ResponseError as error:  # this command's own error
-                        replies.append(error)
-                return replies
+                return await _exchange(connection, pack_commands(commands), len(commands))
             finally:
                 await pool.release(connection)
         finally:
             self.free_slot()
+
+
+async def _exchange(connection: Connection, data: bytes, count: int) -> list[Any]:
+    """One write and `count` replies under one deadline, the socket timeout: redis-py would
+    arm one per reply and run the write in a task of its own. As in redis-py, a timeout or
+    a broken socket disconnects the connection, so no reply is left for the next caller."""
+    # A PING first if the connection idled past REDIS_HEALTH_CHECK_INTERVAL_SECONDS.
+    await connection.check_health()  # type: ignore[no-untyped-call]
+    try:
+        async with asyncio.timeout(connection.socket_timeout):
+            await connection._send_packed_command([data])
+            replies: list[Any] = []
+            for _ in range(count):
+                try:
+                    replies.append(await connection.read_response(timeout=math.inf))
+                except ResponseError as error:  # this command's own error
+                    replies.append(error)
+            return replies
+    except TimeoutError:
+        await connection.disconnect(nowait=True)
+        raise RedisTimeoutError(f"Timeout talking to Redis {_address(connection)}") from None
+    except OSError as error:
+        await connection.disconnect(nowait=True)
+        address = _address(connection)
+        raise RedisConnectionError(f"Error talking to Redis {address}: {error}") from error
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+
+
+def _address(connection: Connection) -> str:
+    return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
 
 
 def _encode(value: Any) -> bytes:

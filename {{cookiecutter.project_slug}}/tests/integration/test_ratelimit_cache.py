@@ -130,3 +130,23 @@ async def test_a_script_redis_lost_is_loaded_and_run_again_alone_keeping_the_oth
     assert remaining(response) == before - 1  # counted once, not twice
     assert recording.round_trips == ["evalsha", "evalsha", "script", "evalsha"]
     assert recording.round_trips_touching("{c:") == ["evalsha"]
+
+
+async def test_a_script_error_of_the_limiter_is_its_own_and_the_cache_still_answers(
+    own_settings: Settings, own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve(own_settings) as service:
+        await warm_hit(service)
+        limiter: RateLimiter = service.app.state.rate_limiter
+        bucket = limiter.key(limiter.default, "ip:203.0.113.7")  # the test client's
+        admin = Redis.from_url(own_redis_server.url)
+        try:
+            await admin.delete(bucket)
+            await admin.rpush(bucket, "not a bucket")  # every algorithm's script errs on it
+        finally:
+            await admin.aclose()
+        response = await service.client.get("/items/a")
+    assert response.status_code == 200
+    assert response.headers["x-cache"] == "HIT"
+    assert "ratelimit" not in response.headers  # failed open
+    assert "rate limit script failed" in caplog.text

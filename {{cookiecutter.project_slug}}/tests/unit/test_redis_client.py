@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
 
 from {{ cookiecutter.package_name }}.redis_client import (
     BoundedRedis,
@@ -10,6 +12,7 @@ from {{ cookiecutter.package_name }}.redis_client import (
     SentinelBlockingConnectionPool,
     build_client,
     close,
+    pack_commands,
     url_options,
 )
 
@@ -82,3 +85,18 @@ async def test_sentinel_gets_a_master_client_that_asks_the_sentinels(
         assert pool.connection_kwargs["username"] == "app"
     finally:
         await close(client)
+
+
+def test_the_request_path_packs_commands_byte_for_byte_as_redis_py_does() -> None:
+    commands = [
+        ("EVALSHA", "0123abcd", 2, "p:{c:v1:items}:e:ab", "p:{c:v1:items}:l:ab", 1, 0.25),
+        ("EVALSHA", "ffee", 1, b"raw\x00bytes", "caf\u00e9", -7, 1e20, ""),
+    ]
+    expected = b"".join(Connection().pack_commands(commands))
+    assert pack_commands(commands) == expected
+
+
+@pytest.mark.parametrize("value", [True, None, ["a"]])
+def test_packing_refuses_what_redis_py_refuses(value: object) -> None:
+    with pytest.raises(DataError):
+        pack_commands([("SET", "key", value)])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import secrets
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,8 @@ from ..breaker import RedisUnavailableError
 from ..features import NOTHING, Call, Outcome, RouteStep, route_identifies_caller
 from ..scripts import digest
 from .store import LOOKUP, Cache, CacheKeys, Found, check_namespace, entity_tag
+
+logger = logging.getLogger(__name__)
 
 PLAN_KEY = "cache_plan"
 # Where `cached` leaves a route's policy: on the endpoint it returns.
@@ -220,10 +223,10 @@ class Plan:
     def settle(self, reply: Any) -> Outcome:
         """Keep what the lookup found; answer a hit at once if this route allows it."""
         self.decided = True
-        if isinstance(reply, RedisUnavailableError):
-            return NOTHING  # computed and served uncached
         if isinstance(reply, Exception):
-            raise reply
+            if not isinstance(reply, RedisUnavailableError):  # a bug, or a key of the wrong type
+                logger.error("cache lookup script failed: %s", reply)
+            return NOTHING  # computed and served uncached
         found = self.found = Found.parse(reply)
         if found.usable and self.before_routing:
             self.finished = True

@@ -165,8 +165,11 @@ class RateLimiter:
 
     def outcome(self, policy: Policy, reply: Any) -> Outcome:
         """Let the request pass (with the headers), or answer 429, or 503 for a policy that
-        fails closed while Redis cannot be asked."""
-        if isinstance(reply, RedisUnavailableError):
+        fails closed while Redis cannot be asked. A script error (a bug, or a key of the
+        wrong type) is logged and treated like an outage: it is the limiter's alone."""
+        if isinstance(reply, Exception) and not isinstance(reply, RedisUnavailableError):
+            logger.error("rate limit script failed: %s", reply)
+        if isinstance(reply, Exception):
             if not policy.fail_closed:
                 return NOTHING
             unavailable = error_response(
@@ -175,8 +178,6 @@ class RateLimiter:
                 "This route is not served while its rate limit cannot be checked.",
             )
             return Outcome(respond=unavailable)
-        if isinstance(reply, Exception):
-            raise reply  # a script error: a bug, not an outage
         decision = self.decision(policy, reply)
         headers = decision.headers(legacy=self.legacy_headers)
         if decision.allowed:
