@@ -284,27 +284,32 @@ def build_client(settings: Settings) -> RedisClient:
 
 
 async def run_together(client: RedisClient, commands: Sequence[Sequence[Any]]) -> list[Any]:
-    """Send `commands` in one pipeline (not MULTI): one write and one wait on standalone and
-    Sentinel; on Cluster, one pipeline per node, sent concurrently.
+    """Send `commands` together: the replies in order, where a command's own error (NOSCRIPT,
+    OOM, READONLY) is its reply, as an exception instance. Nothing is re-sent.
 
-    The replies come back in order. A command's own error (NOSCRIPT, OOM, READONLY) is its
-    reply, as an exception instance; a connection failure or timeout raises. Nothing is
-    re-sent. The pipeline waits for a connection in the fair queue, like any command.
+    * Standalone and Sentinel: one pipeline (not MULTI) on one connection, so one write and
+      one wait; a connection failure or timeout raises.
+    * Cluster: every command on its own, all at once, so the wait is one round trip. Each
+      goes through redis-py's cluster routing, which follows MOVED and, after a failure,
+      rediscovers the slot map for the next command (its pipeline does neither without
+      retries); a failure is that command's reply, so a node that is down fails only the
+      features whose keys it holds.
     """
     if isinstance(client, BoundedRedis):
         return await client.send_together(commands)
-    pipeline = client.pipeline(transaction=False)
+    if isinstance(client, RedisCluster):
+        replies = await asyncio.gather(
+            *(client.execute_command(*command) for command in commands), return_exceptions=True
+        )
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply  # a cancellation is not a reply
+        return list(replies)
+    pipeline = client.pipeline(transaction=False)  # the in-process fake (REDIS_URL=memory://)
     for command in commands:
         pipeline.execute_command(*command)
-    if not isinstance(client, BoundedRedisCluster):
-        replies: list[Any] = await pipeline.execute(raise_on_error=False)
-        return replies
-    await client.take_slot()
-    try:
-        replies = await pipeline.execute(raise_on_error=False)
-        return replies
-    finally:
-        client.free_slot()
+    fake_replies: list[Any] = await pipeline.execute(raise_on_error=False)
+    return fake_replies
 
 
 async def prepare(client: RedisClient) -> None:
