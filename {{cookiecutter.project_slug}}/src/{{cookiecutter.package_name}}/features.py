@@ -43,7 +43,7 @@ NOTHING = Outcome()
 
 
 class Breaker(Protocol):
-    """The part of breaker.CircuitBreaker a Call needs."""
+    """The part of a feature's circuit breaker that a Call needs."""
 
     def allow(self) -> bool: ...
     def succeeded(self) -> None: ...
