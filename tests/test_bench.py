@@ -42,7 +42,8 @@ def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_
     online = {name: value for name, value in os.environ.items() if name != "UV_OFFLINE"}
     result = run(
         tool("uv"), "run", "--locked", "--group", "bench", "python", "bench/compare.py",
-        "--seconds", "1", "--rounds", "1", "--connections", "16", "--out", str(tmp_path),
+        "--seconds", "1", "--rounds", "1", "--connections", "16", "--wide-connections", "64",
+        "--out", str(tmp_path),
         cwd=TEMPLATE_DIR,
         env=online,
         timeout=900,
@@ -53,4 +54,11 @@ def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_
         row = re.search(rf"^\| (\*\*)?{re.escape(case)}(\*\*)? \| ([\d,]+) \| (\d+\.\d\d) \|", table, re.M)
         assert row is not None, case
         assert int(row[3].replace(",", "")) > 0
+    for case in ("all on: cache hit + limiter", "all on: session read + limiter"):
+        row = re.search(rf"^\| \*\*{re.escape(case)}\*\* \|[^|]+\|[^|]+\| ([\d.]+) \| ([\d.]+) \|", table, re.M)
+        assert row is not None, case
+        # One round trip (a health-check PING on a connection idle for 15 s adds 1/50), two commands.
+        assert 1.0 <= float(row[1]) < 1.1
+        assert float(row[2]) == 2.0
+    assert re.search(r"^64 connections for 1 s .*socket errors: none; 0 non-2xx", table, re.M)
     assert (tmp_path / "results.svg").read_text().lstrip().startswith("<?xml")

@@ -2,8 +2,9 @@
 
 Before routing, `RequestPath` finds the route (from a table built at the first request)
 and asks each feature's step for its `Call`: the limiter's decision, the session read,
-the cache lookup. One call goes out alone; several go out together in one pipeline (not
-MULTI), so a request costs one round trip whatever is enabled. Each feature then gets its
+the cache lookup. The calls go out together (`redis_client.run_together`: one pipeline,
+not MULTI, on standalone and Sentinel; every command at once on Cluster), so a request
+waits for one round trip whatever is enabled. Each feature then gets its
 own reply and keeps its own failure policy: a feature whose breaker is open is not asked,
 a failed command fails only its own feature, and nothing is re-sent (a re-sent script
 could count a request twice). A script Redis has not loaded yet (NOSCRIPT) is loaded and
