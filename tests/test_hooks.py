@@ -108,7 +108,10 @@ def test_no_persistence_for_a_pure_cache_does_not_warn(
 
 
 @pytest.mark.parametrize(
-    ("use_cache", "use_sessions", "rate_limiting", "keeps_state", "uses_breaker", "limits_logins", "limits_cached"),
+    (
+        "use_cache", "use_sessions", "rate_limiting",
+        "keeps_state", "uses_breaker", "limits_logins", "limits_cached",
+    ),
     [
         (False, False, "none", "", "", "", ""),
         (True, False, "none", "", "yes", "", ""),
@@ -117,7 +120,7 @@ def test_no_persistence_for_a_pure_cache_does_not_warn(
         (True, False, "gcra", "yes", "yes", "", "yes"),
         (True, True, "fixed_window", "yes", "yes", "yes", "yes"),
     ],
-)
+)  # fmt: skip
 def test_option_interactions_are_derived_once_from_the_answers(
     use_cache: bool,
     use_sessions: bool,
