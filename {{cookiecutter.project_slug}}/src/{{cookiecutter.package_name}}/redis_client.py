@@ -193,8 +193,15 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     for command in commands:
         parts.append(b"*%d\r\n" % len(command))
         for argument in command:
-            data = _encode(argument)
-            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+            kind = type(argument)
+            data = (
+                argument.encode()
+                if kind is str
+                else argument
+                if kind is bytes
+                else _encode(argument)
+            )
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
 
