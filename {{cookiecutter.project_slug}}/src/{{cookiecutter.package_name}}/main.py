@@ -19,7 +19,7 @@ from .api import auth
 {%- if cookiecutter.use_cache %}
 from .cache import cache_feature
 {%- endif %}
-from .errors import install_error_handlers
+from .errors import BodyLimit, install_error_handlers
 from .features import Feature
 from .log import configure_logging
 {%- if cookiecutter.__limits_logins %}
@@ -94,8 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for middleware in feature.middleware:
             app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     if any(feature.before for feature in features):
-        # Outermost: every feature's Redis work for a request in one round trip.
+        # Outside the features: every feature's Redis work for a request in one round trip.
         app.add_middleware(RequestPath, features=features)
+    # Outermost: a body over MAX_BODY_BYTES costs no Redis work and is never read whole.
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     for feature in features:
         for router in feature.routers:

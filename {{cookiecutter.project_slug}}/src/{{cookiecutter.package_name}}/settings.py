@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     app_env: AppEnv = AppEnv.DEVELOPMENT
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
 
     # Redis connection
     redis_url: str = "redis://localhost:6379/0"

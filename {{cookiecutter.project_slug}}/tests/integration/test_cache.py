@@ -261,6 +261,13 @@ async def test_a_no_cache_request_recomputes_and_refreshes_the_entry(settings: S
     assert after.json() == refreshed.json()
 
 
+async def test_a_405_on_an_item_lists_every_method_of_the_path(settings: Settings) -> None:
+    async with serve(settings) as service:
+        response = await service.client.options("/items/a")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, PUT"
+
+
 async def test_a_hit_is_answered_without_running_the_route_or_its_dependencies(
     settings: Settings,
 ) -> None:

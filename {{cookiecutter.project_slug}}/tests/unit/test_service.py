@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
@@ -88,6 +89,10 @@ def _app_with_failing_routes(settings_factory: SettingsFactory) -> FastAPI:
     async def number(number: int) -> dict[str, int]:
         return {"number": number}
 
+    @app.put("/numbers/{number}")
+    async def put_number(number: int, body: dict[str, str]) -> dict[str, int]:
+        return {"number": number, "fields": len(body)}
+
     return app
 
 
@@ -113,3 +118,53 @@ async def test_validation_error_stays_422_with_details(make_settings: SettingsFa
     assert body["code"] == "validation_error"
     assert body["details"][0]["loc"] == ["path", "number"]
     assert "input" not in body["details"][0]
+
+
+async def test_a_405_lists_every_method_the_path_serves(make_settings: SettingsFactory) -> None:
+    app = _app_with_failing_routes(make_settings)
+    async with serve(make_settings(), app=app) as service:
+        response = await service.client.delete("/numbers/7")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, PUT"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_declared_body_over_max_body_bytes_is_413_before_it_is_read(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(max_body_bytes=64)
+    app = _app_with_failing_routes(lambda: settings)
+    async with serve(settings, app=app) as service:
+        response = await service.client.put("/numbers/7", json={"text": "x" * 100})
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "code": "body_too_large",
+        "message": "The request body is larger than 64 bytes.",
+    }
+
+
+async def test_a_streamed_body_is_refused_with_413_once_it_crosses_the_limit(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(max_body_bytes=64)
+    app = _app_with_failing_routes(lambda: settings)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: sent chunked
+        yield b'{"text": "'
+        for _ in range(10):
+            yield b"x" * 16
+        yield b'"}'
+
+    async with serve(settings, app=app) as service:
+        response = await service.client.put("/numbers/7", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+
+async def test_a_body_within_max_body_bytes_is_served(make_settings: SettingsFactory) -> None:
+    settings = make_settings(max_body_bytes=64)
+    app = _app_with_failing_routes(lambda: settings)
+    async with serve(settings, app=app) as service:
+        response = await service.client.put("/numbers/7", json={"text": "short"})
+    assert response.status_code == 200
+    assert response.json() == {"number": 7, "fields": 1}
