@@ -7,9 +7,15 @@ Serves the service's own app from one uvicorn worker, with two reference routes 
 
 and, for each enabled feature, its everyday request:
 
+{%- if cookiecutter.use_cache %}
 * cache hit:     GET /items/bench, answered from the cache before routing
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
 * session read:  GET /auth/me with a logged-in session
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
 * limited:       GET /bench/limited, a trivial route under the default rate limit
+{%- endif %}
 
 With several features on, each case pays for all of them at once (a cache hit also gets
 its rate-limit decision), in one round trip. The script prints requests/s for each case
@@ -46,17 +52,39 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from {{ cookiecutter.package_name }}.main import create_app, enabled_features
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.redis_client import RedisDep
 
-REFERENCE = {"bare": "/bench/bare", "get": "/bench/get"}
-# Each feature's everyday request: (case, path).
-FEATURE_CASES = {
-    "cache": ("cache hit", "/items/bench"),
-    "sessions": ("session read", "/auth/me"),
-    "rate limiting": ("limited", "/bench/limited"),
+# The references, then each enabled feature's everyday request: case -> path.
+CASES = {
+    "bare": "/bench/bare",
+    "get": "/bench/get",
+{%- if cookiecutter.use_cache %}
+    "cache hit": "/items/bench",
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+    "session read": "/auth/me",
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+    "limited": "/bench/limited",
+{%- endif %}
 }
-CREDENTIALS = {"username": "bench", "password": "correct horse battery"}
+SETTINGS = {
+    "LOG_LEVEL": "WARNING",
+    "APP_ENV": "development",
+{%- if cookiecutter.use_cache %}
+    "CACHE_TTL_SECONDS": "3600",
+    "DEMO_COMPUTE_DELAY_MS": "0",
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+    "PASSWORD_HASH_COST": "10",
+    "SESSION_SECRET": "bench-" + "x" * 40,
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+    "RATE_LIMIT_DEFAULT": "1000000000/second",
+    "RATE_LIMIT_EXEMPT_PATHS": "/health,/bench/bare,/bench/get",
+{%- endif %}
+}
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 SERVER_CPUS = set(_CPUS[:1]) if len(_CPUS) > 1 else set()
 LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
@@ -77,15 +105,9 @@ def make_bench_app() -> FastAPI:
     @app.get("/bench/get")
     async def get(redis: RedisDep) -> dict[str, str | None]:
         value = await redis.get("bench:key")
-        return {"cached": value.decode() if value else None}
+        return {"cached": value.decode() if isinstance(value, bytes) else value}
 
     return app
-
-
-def cases() -> dict[str, str]:
-    """Case name -> path: the references, then each enabled feature's request."""
-    enabled = {feature.name for feature in enabled_features()}
-    return {**REFERENCE, **dict(FEATURE_CASES[name] for name in FEATURE_CASES if name in enabled)}
 
 
 def request(
@@ -103,21 +125,23 @@ def request(
         connection.close()
 
 
-def prepare(port: int, names: dict[str, str]) -> dict[str, str]:
+def prepare(port: int) -> dict[str, str]:
     """Warm the cache entry and log in; the request headers every case sends."""
     headers: dict[str, str] = {}
-    if "session read" in names:
-        request(port, "POST", "/auth/register", CREDENTIALS)  # 201, or 409 if it exists
-        status, answer = request(port, "POST", "/auth/login", CREDENTIALS)
-        if status != 200:
-            raise RuntimeError(f"could not log in: {status}")
-        headers["cookie"] = answer["set-cookie"].split(";", 1)[0]
-    if "cache hit" in names:
-        for _ in range(2):
-            request(port, "GET", names["cache hit"])
-        status, answer = request(port, "GET", names["cache hit"])
-        if answer.get("x-cache") != "HIT":
-            raise RuntimeError(f"the cache did not answer a hit: {status} {answer}")
+{%- if cookiecutter.use_sessions %}
+    credentials = {"username": "bench", "password": "correct horse battery"}
+    request(port, "POST", "/auth/register", credentials)  # 201, or 409 if it exists
+    status, answer = request(port, "POST", "/auth/login", credentials)
+    if status != 200:
+        raise RuntimeError(f"could not log in: {status}")
+    headers["cookie"] = answer["set-cookie"].split(";", 1)[0]
+{%- endif %}
+{%- if cookiecutter.use_cache %}
+    for _ in range(3):
+        status, answer = request(port, "GET", CASES["cache hit"])
+    if answer.get("x-cache") != "HIT":
+        raise RuntimeError(f"the cache did not answer a hit: {status} {answer}")
+{%- endif %}
     return headers
 
 
@@ -239,14 +263,7 @@ def main() -> int:
             **os.environ,
             "REDIS_URL": redis_url,
             "REDIS_TOPOLOGY": args.topology if args.redis_url else "standalone",
-            "RATE_LIMIT_DEFAULT": "1000000000/second",
-            "RATE_LIMIT_EXEMPT_PATHS": "/health,/bench/bare,/bench/get",
-            "CACHE_TTL_SECONDS": "3600",
-            "DEMO_COMPUTE_DELAY_MS": "0",
-            "PASSWORD_HASH_COST": "10",
-            "SESSION_SECRET": "bench-" + "x" * 40,
-            "LOG_LEVEL": "WARNING",
-            "APP_ENV": "development",
+            **SETTINGS,
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app", "--factory",
@@ -255,11 +272,11 @@ def main() -> int:
             env=env,
         )  # fmt: skip
         pin(server.pid, SERVER_CPUS)
-        routes = cases()
+        routes = CASES
         figures: dict[str, list[float]] = {name: [] for name in routes}
         try:
             wait_for_port(app_port)
-            headers = prepare(app_port, routes)
+            headers = prepare(app_port)
             for path in routes.values() if args.warmup > 0 else ():
                 requests_per_second(app_port, path, headers, args.connections, args.warmup)
             names = list(routes)
