@@ -421,6 +421,32 @@ async def test_items_are_still_served_when_redis_is_stopped(
     assert {response.headers["x-cache"] for response in responses} == {"MISS"}
 
 
+async def test_a_write_on_one_worker_is_what_every_worker_serves_next(settings: Settings) -> None:
+    async with serve(settings) as first, serve(settings) as second:
+        await get(second.client, "/items/shared")  # cached: value null
+        written = await first.client.put("/items/shared", json={"value": "fresh"})
+        recomputed = await get(second.client, "/items/shared")
+        served = await get(first.client, "/items/shared")
+    assert written.status_code == 200
+    assert (recomputed.headers["x-cache"], recomputed.json()["value"]) == ("MISS", "fresh")
+    assert (served.headers["x-cache"], served.json()["value"]) == ("HIT", "fresh")
+
+
+async def test_while_redis_is_down_items_fall_back_to_the_last_value_seen_and_writes_are_503(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    settings = make_settings(redis_url=own_redis_server.url, demo_compute_delay_ms=0)
+    async with serve(settings) as service:
+        await service.client.put("/items/a", json={"value": "kept"})
+        own_redis_server.stop()
+        read = await get(service.client)
+        write = await service.client.put("/items/a", json={"value": "lost?"})
+    assert (read.status_code, read.headers["x-cache"]) == (200, "MISS")
+    assert read.json()["value"] == "kept"
+    assert write.status_code == 503
+    assert write.json()["error"]["code"] == "redis_unavailable"
+
+
 async def test_the_breaker_spares_requests_the_timeout_of_a_hung_redis(
     make_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:

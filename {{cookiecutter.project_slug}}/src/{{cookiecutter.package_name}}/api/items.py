@@ -1,20 +1,30 @@
 """Demo of the cache: an expensive computation served from Redis.
 
-Item values live in process memory here, standing in for your database: the point is
-what the cache does around it, including when Redis is down.
+Item values stand in for your database. They live in one Redis hash, so every worker sees
+every write: a value kept in one process's memory would be invisible to the others, which
+would then compute and cache a stale answer for everyone. The point of the demo is what
+the cache does around them, including when Redis is down: reads then fall back to the
+last value this process saw (served uncached), and writes answer 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
+from ..breaker import CircuitBreaker, RedisUnavailableError
 from ..cache.http import CacheDep, cached
-from ..settings import SettingsDep
+from ..errors import ServiceError
+from ..redis_client import RedisClient
+from ..scripts import hash_tagged
+from ..settings import Settings, SettingsDep
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/items", tags=["items"])
 NAMESPACE = "items"
@@ -40,15 +50,54 @@ class ItemUpdate(BaseModel):
     value: str = Field(max_length=1000)
 
 
-async def _item_store(request: Request) -> dict[str, str]:
-    state = request.app.state
-    if not hasattr(state, "item_store"):
-        state.item_store = {}
-    store: dict[str, str] = state.item_store
-    return store
+class ItemValues:
+    """The demo's data: a Redis hash, with no TTL (it is data, not a cache), behind a
+    circuit breaker of its own. Reads fall back to the last value this process saw while
+    Redis is unavailable; writes do not (503)."""
+
+    SEEN_LIMIT = 10_000  # the fallback copy is forgotten wholesale past this many items
+
+    def __init__(self, redis: RedisClient, settings: Settings) -> None:
+        self._redis = redis
+        self.key = hash_tagged(settings.redis_key_prefix, "demo-items", "values")
+        self.breaker = CircuitBreaker.from_settings("demo items", settings, logger)
+        self._seen: dict[str, str] = {}
+
+    async def get(self, item_id: str) -> str | None:
+        try:
+            value = await self.breaker.call(lambda: self._redis.hget(self.key, item_id))
+        except RedisUnavailableError:
+            return self._seen.get(item_id)
+        if value is None:
+            return None
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        self._remember(item_id, text)
+        return text
+
+    async def set(self, item_id: str, value: str) -> None:
+        try:
+            await self.breaker.call(lambda: self._redis.hset(self.key, item_id, value))
+        except RedisUnavailableError as error:
+            raise ServiceError(
+                503,
+                "redis_unavailable",
+                "The item cannot be stored right now; try again shortly.",
+                headers={"Retry-After": "1"},
+            ) from error
+        self._remember(item_id, value)
+
+    def _remember(self, item_id: str, value: str) -> None:
+        if len(self._seen) >= self.SEEN_LIMIT:
+            self._seen.clear()
+        self._seen[item_id] = value
 
 
-ItemStore = Annotated[dict[str, str], Depends(_item_store)]
+async def _item_values(request: Request) -> ItemValues:
+    values: ItemValues = request.app.state.item_values
+    return values
+
+
+ItemStore = Annotated[ItemValues, Depends(_item_values)]
 
 
 @router.get("/{item_id}")
@@ -57,7 +106,7 @@ ItemStore = Annotated[dict[str, str], Depends(_item_store)]
 async def get_item(item_id: ItemId, store: ItemStore, settings: SettingsDep) -> Item:
     """Takes DEMO_COMPUTE_DELAY_MS to compute; cached for CACHE_TTL_SECONDS."""
     await asyncio.sleep(settings.demo_compute_delay_ms / 1000)
-    return Item(id=item_id, value=store.get(item_id), computed_at=datetime.now(UTC))
+    return Item(id=item_id, value=await store.get(item_id), computed_at=datetime.now(UTC))
 
 
 @router.put("/{item_id}")
@@ -69,7 +118,7 @@ async def put_item(
     The order matters: invalidating after the write means no computation that read the
     old value can store it afterwards. PUT is idempotent, so a client may retry a 503.
     """
-    store[item_id] = update.value
+    await store.set(item_id, update.value)
     await cache.invalidate(NAMESPACE, request.url_for("get_item", item_id=item_id).path)
     return Item(id=item_id, value=update.value, computed_at=datetime.now(UTC))
 

@@ -18,6 +18,7 @@ __all__ = ["Cache", "CacheDep", "CacheSerializationError", "cache_feature", "cac
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
     state.cache = Cache(redis, settings)
+    state.item_values = items.ItemValues(redis, settings)
 
 
 def cache_feature() -> Feature:
