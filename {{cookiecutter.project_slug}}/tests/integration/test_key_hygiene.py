@@ -1,9 +1,9 @@
 """Every key the service writes expires, except the few long-lived ones the README lists."""
 
 from __future__ import annotations
-
+{% if cookiecutter.use_sessions %}
 import asyncio
-
+{% endif %}
 import pytest
 from redis.asyncio import Redis
 
@@ -13,6 +13,7 @@ from tests.service import Service, SettingsFactory, serve
 pytestmark = pytest.mark.anyio
 
 # The README's key layout: the keys that are data, not state that runs out.
+{%- if cookiecutter.use_cache or cookiecutter.use_sessions %}
 LONG_LIVED_SUFFIXES = (
 {%- if cookiecutter.use_cache %}
     ":ver",  # a cache namespace's version: one small string per namespace
@@ -22,6 +23,9 @@ LONG_LIVED_SUFFIXES = (
     ":account",  # a demo account
 {%- endif %}
 )
+{%- else %}
+LONG_LIVED_SUFFIXES: tuple[str, ...] = ()  # every bucket of the limiter expires
+{%- endif %}
 
 
 async def drive_every_route(service: Service) -> None:
