@@ -58,8 +58,8 @@ def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_
         cells = rf"^\| \*\*{re.escape(case)}\*\* \|[^|]+\|[^|]+\| ([\d.]+) \| ([\d.]+) \|"
         row = re.search(cells, table, re.M)
         assert row is not None, case
-        # One round trip (a health-check PING on a connection idle for 15 s adds 1/50), two commands.
+        # One round trip and two commands per request; one extra in the 50 measured is tolerated.
         assert 1.0 <= float(row[1]) < 1.1
-        assert float(row[2]) == 2.0
+        assert 2.0 <= float(row[2]) < 2.1
     assert re.search(r"^64 connections for 1 s .*socket errors: none; 0 non-2xx", table, re.M)
     assert (tmp_path / "results.svg").read_text().lstrip().startswith("<?xml")

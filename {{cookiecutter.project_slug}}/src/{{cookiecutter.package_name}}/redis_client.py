@@ -31,6 +31,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from .settings import Settings
 
@@ -220,6 +221,11 @@ def _connection_options(settings: Settings) -> dict[str, Any]:
         "health_check_interval": settings.redis_health_check_interval_seconds,
         "retry": no_retry(),
         "client_name": settings.redis_key_prefix,
+        # redis-py 8 turns maintenance notifications (a Redis Enterprise feature) on in
+        # "auto" mode, and while they are on, the pool stops checking an idle connection
+        # before handing it out: after a Redis restart, every pooled connection would fail
+        # its next command (tests/integration/test_redis_client.py).
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
 
 

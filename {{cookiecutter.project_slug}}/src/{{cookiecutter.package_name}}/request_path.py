@@ -31,6 +31,15 @@ from .redis_client import UNAVAILABLE_ERRORS, RedisClient, RedisUnavailableError
 
 RouteTable = list[tuple[RouteContext, tuple[RouteStep, ...]]]
 
+# Set in the request's state when Redis failed (or a breaker is open) before routing.
+REDIS_FAILED = "redis_failed"
+
+
+def redis_failed_before(request: Request) -> bool:
+    """Did Redis fail this request already? Then more Redis work in the same request would
+    most likely pay the same timeout again: skip it (one timeout per request at most)."""
+    return bool(request.scope.get("state", {}).get(REDIS_FAILED))
+
 
 def route_table(app: FastAPI, features: Sequence[Feature]) -> RouteTable:
     """Each route with the steps of the features that need Redis before its endpoint;
@@ -147,6 +156,8 @@ class RequestPath:
             await self.app(scope, receive, send)
             return
         replies = await run_calls(scope["app"].state.redis, calls)
+        if any(isinstance(reply, RedisUnavailableError) for reply in replies):
+            scope.setdefault("state", {})[REDIS_FAILED] = True
         outcomes = [call.settle(reply) for call, reply in zip(calls, replies, strict=True)]
         respond = next((outcome.respond for outcome in outcomes if outcome.respond), None)
         if respond is not None:

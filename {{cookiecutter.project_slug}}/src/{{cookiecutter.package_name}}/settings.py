@@ -90,7 +90,7 @@ class Settings(BaseSettings):
 
     # Redis outages: after this many failures in a row, skip Redis for the cooldown
     redis_breaker_threshold: int = Field(default=5, ge=1)
-    redis_breaker_cooldown_seconds: float = Field(default=2.0, gt=0)
+    redis_breaker_cooldown_seconds: float = Field(default=1.0, gt=0)
 {%- endif %}
 {%- if cookiecutter.use_cache %}
 

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from {{ cookiecutter.package_name }}.redis_client import build_client, close
+from {{ cookiecutter.package_name }}.redis_client import build_client, close, run_together
 
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
@@ -127,3 +127,24 @@ async def test_64_callers_on_50_connections_each_wait_less_than_the_pool_timeout
         await close(client)
     longest = max(max(durations) for durations in per_caller)
     assert longest < settings.redis_pool_timeout_seconds
+
+
+async def test_after_a_restart_no_dead_connection_is_handed_out(
+    make_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    """Connections pooled before Redis restarted are found dead before use, not by the
+    command sent on them."""
+    settings = make_settings(redis_url=own_redis_server.url, redis_max_connections=20)
+    client = build_client(settings)
+    key = f"{settings.redis_key_prefix}:after-restart"
+    try:
+        await asyncio.gather(*(client.blpop([key], timeout=0.05) for _ in range(20)))  # 20 open
+        own_redis_server.kill()
+        await asyncio.sleep(0.1)  # the event loop sees the connections close, as it would
+        own_redis_server.start()  # in a service that keeps serving
+        commands = await asyncio.gather(*(client.incr(key) for _ in range(20)))
+        together = await asyncio.gather(*(run_together(client, [("INCR", key)]) for _ in range(20)))
+    finally:
+        await close(client)
+    assert sorted(commands) == list(range(1, 21))
+    assert sorted(reply for [reply] in together) == list(range(21, 41))

@@ -21,6 +21,7 @@ from ..breaker import CircuitBreaker, RedisUnavailableError
 from ..cache.http import CacheDep, cached
 from ..errors import ServiceError
 from ..redis_client import RedisClient
+from ..request_path import redis_failed_before
 from ..scripts import hash_tagged
 from ..settings import Settings, SettingsDep
 
@@ -63,7 +64,11 @@ class ItemValues:
         self.breaker = CircuitBreaker.from_settings("demo items", settings, logger)
         self._seen: dict[str, str] = {}
 
-    async def get(self, item_id: str) -> str | None:
+    async def get(self, item_id: str, *, skip_redis: bool = False) -> str | None:
+        """The item's value; the last one seen when Redis is unavailable, or when the
+        caller knows it failed already (`skip_redis`)."""
+        if skip_redis:
+            return self._seen.get(item_id)
         try:
             value = await self.breaker.call(lambda: self._redis.hget(self.key, item_id))
         except RedisUnavailableError:
@@ -103,10 +108,13 @@ ItemStore = Annotated[ItemValues, Depends(_item_values)]
 @router.get("/{item_id}")
 @router.head("/{item_id}", include_in_schema=False)
 @cached(namespace=NAMESPACE)
-async def get_item(item_id: ItemId, store: ItemStore, settings: SettingsDep) -> Item:
+async def get_item(
+    item_id: ItemId, store: ItemStore, settings: SettingsDep, request: Request
+) -> Item:
     """Takes DEMO_COMPUTE_DELAY_MS to compute; cached for CACHE_TTL_SECONDS."""
     await asyncio.sleep(settings.demo_compute_delay_ms / 1000)
-    return Item(id=item_id, value=await store.get(item_id), computed_at=datetime.now(UTC))
+    value = await store.get(item_id, skip_redis=redis_failed_before(request))
+    return Item(id=item_id, value=value, computed_at=datetime.now(UTC))
 
 
 @router.put("/{item_id}")
