@@ -8,7 +8,7 @@ DEMO_DIR := build/demo
 PYTEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help uv install lock lint test quick bench demo clean
+.PHONY: help uv install lock lint test quick bench bench-load demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ quick: $(STAMP) ## everything but installing and running generated projects (< 1
 
 bench: $(STAMP) ## our request path beside a naive route and the peer libraries (needs wrk; ~10 min)
 	$(UV) run --locked --group bench python bench/compare.py
+
+bench-load: $(STAMP) ## 1,024 connections on the all-on service, and its memory over 100,000 requests (~2 min)
+	$(UV) run --locked --group bench python bench/load.py
 
 demo: $(STAMP) ## generate a project with the defaults and start it
 	rm -rf $(DEMO_DIR)

@@ -227,7 +227,7 @@ def servers_and_cases(renders: dict[str, Path], redis_url: str) -> tuple[list[Se
 
 
 @contextmanager
-def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[None]:
+def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = []
     try:
         for server in servers:
@@ -249,7 +249,7 @@ def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[No
                 wait_for_port(server.port)
             except RuntimeError:
                 raise RuntimeError(f"{server.name} did not start (exit code {process.poll()})") from None
-        yield
+        yield processes
     finally:
         for process in processes:
             process.terminate()

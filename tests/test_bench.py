@@ -63,3 +63,22 @@ def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_
         assert 2.0 <= float(row[2]) < 2.1
     assert re.search(r"^64 connections for 1 s .*socket errors: none; 0 non-2xx", table, re.M)
     assert (tmp_path / "results.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_a_smoke_run_of_the_load_benchmark_reads_the_workers_memory_twice(tmp_path: Path) -> None:
+    online = {name: value for name, value in os.environ.items() if name != "UV_OFFLINE"}
+    result = run(
+        tool("uv"), "run", "--locked", "--group", "bench", "python", "bench/load.py",
+        "--connections", "64", "--connections-seconds", "1", "--first", "300", "--total", "1200",
+        "--out", str(tmp_path),
+        cwd=TEMPLATE_DIR,
+        env=online,
+        timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    table = (tmp_path / "load.md").read_text()
+    assert re.search(r"^\| \.\.\. socket errors \| 0 \|$", table, re.M), table
+    assert re.search(r"^\| \.\.\. non-2xx answers \| 0 \|$", table, re.M), table
+    first, last = re.findall(r"^\| RSS after ([\d,]+) requests \| ([\d.]+) MB \|$", table, re.M)
+    assert 300 <= int(first[0].replace(",", "")) < int(last[0].replace(",", ""))
+    assert int(last[0].replace(",", "")) >= 1200

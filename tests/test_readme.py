@@ -47,3 +47,13 @@ def test_the_readme_shows_the_benchmarks_last_full_run_as_it_was_written() -> No
     assert shown.strip() == written.strip()
     assert "3 round(s) of 8 s per case" in written  # a full run, not a smoke run
     assert (TEMPLATE_DIR / "bench" / "results" / "results.svg").is_file()
+
+
+def test_the_readme_shows_the_load_benchmarks_last_full_run_as_it_was_written() -> None:
+    shown = README.split("<!-- load:begin -->", 1)[1].split("<!-- load:end -->", 1)[0]
+    written = (TEMPLATE_DIR / "bench" / "results" / "load.md").read_text()
+    assert shown.strip() == written.strip()
+    assert "| 1024 connections for 30 s: requests |" in written  # a full run
+    counts = [int(count.replace(",", "")) for count in re.findall(r"RSS after ([\d,]+) requests", written)]
+    assert counts[0] >= 10_000
+    assert counts[1] >= 100_000
