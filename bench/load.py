@@ -90,9 +90,10 @@ def wrk(port: int, script: Path, cookie: str, connections: int, seconds: float) 
 
 
 def until(total: int, done: int, port: int, script: Path, cookie: str, rate_guess: float) -> int:
-    """Load with 64 connections until `total` requests are answered; the new count."""
+    """Load with 64 connections until `total` requests are answered, in runs of at most 5 s
+    (1 s near the end, so the count overshoots by about a second's worth); the new count."""
     while done < total:
-        seconds = max((total - done) / max(rate_guess, 1.0), 1.0)
+        seconds = min(max((total - done) / max(rate_guess, 1.0), 1.0), 5.0)
         figures = wrk(port, script, cookie, 64, seconds)
         if figures["socket_errors"] or figures["non_2xx"]:
             raise RuntimeError(f"errors under 64 connections: {figures}")
@@ -145,7 +146,7 @@ def main() -> int:
                 cookie = our_login(server.port)["cookie"]
                 for _ in range(2):
                     request(server.port, "GET", PATHS[0])  # the cache entry
-                done = first = until(args.first, 0, server.port, script, cookie, 1000.0)
+                done = first = until(args.first, 0, server.port, script, cookie, 5000.0)
                 rss_first = rss_mb(pid)
                 wide = wrk(server.port, script, cookie, args.connections, args.connections_seconds)
                 done += wide["requests"]
