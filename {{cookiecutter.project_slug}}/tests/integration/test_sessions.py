@@ -229,6 +229,18 @@ async def test_state_changes_without_the_right_csrf_token_are_403(
     assert still_in.status_code == 200
 
 
+async def test_responses_with_session_data_or_tokens_say_no_store(settings: Settings) -> None:
+    async with serve(settings) as service:
+        await service.client.post("/auth/register", json={"username": "nora", "password": PASSWORD})
+        body = {"username": "nora", "password": PASSWORD}
+        login = await service.client.post("/auth/login", json=body)
+        me = await service.client.get("/auth/me")
+        preferences = await service.client.get("/auth/preferences")
+    for response in (login, me, preferences):
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"
+
+
 async def test_a_read_only_request_writes_nothing_in_one_round_trip(
     settings: Settings, redis_target: RedisTarget
 ) -> None:

@@ -151,6 +151,8 @@ async def _session_context(request: Request, response: Response) -> SessionConte
         session = store.session_from(cookie, reply)
     else:
         session = await store.load(cookie_value)
+    # Session data and tokens are for this client only: no cache may keep them.
+    response.headers["cache-control"] = "no-store"
     context = SessionContext(store, settings, response, session)
     if cookie_value and session is None:
         context._clear_cookie()  # unknown, expired or forged: tell the browser to drop it
