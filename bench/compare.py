@@ -368,6 +368,14 @@ def wide_load(port: int, case: Case, headers: dict[str, str], args: argparse.Nam
             f"p99 {p99[1] if p99 else '?'}.")  # fmt: skip
 
 
+def needed_tools(parser: argparse.ArgumentParser) -> str:
+    """Stop with a usage error unless wrk, redis-server and uv are installed; uv's path."""
+    for tool in ("wrk", "redis-server", "uv"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed (wrk: apt-get install wrk)")
+    return shutil.which("uv") or "uv"
+
+
 def machine() -> str:
     model = ""
     if Path("/proc/cpuinfo").exists():
@@ -425,10 +433,7 @@ def main() -> int:
                         help=f"connections of one more run against {WIDE_CASE!r}")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server", "uv"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed (wrk: apt-get install wrk)")
-    uv = shutil.which("uv") or "uv"
+    uv = needed_tools(parser)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         work = Path(scratch)
         renders, environments = build_environments(work, uv)

@@ -36,6 +36,7 @@ from compare import (
     Server,
     free_port,
     machine,
+    needed_tools,
     our_login,
     pin,
     request,
@@ -110,10 +111,7 @@ def main() -> int:
     parser.add_argument("--total", type=int, default=100_000, help="requests before the second RSS")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
-    for tool in ("wrk", "redis-server", "uv"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed (wrk: apt-get install wrk)")
-    uv = shutil.which("uv") or "uv"
+    uv = needed_tools(parser)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
         work = Path(scratch)
         project = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(work / "render"),

@@ -37,18 +37,19 @@ CASES = (
 )
 
 
-def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_path: Path) -> None:
+def run_bench(script: str, *arguments: str) -> None:
     # Online: the peers are installed from the package index (through the shared uv cache).
     online = {name: value for name, value in os.environ.items() if name != "UV_OFFLINE"}
-    result = run(
-        tool("uv"), "run", "--locked", "--group", "bench", "python", "bench/compare.py",
-        "--seconds", "1", "--rounds", "1", "--connections", "16", "--wide-connections", "64",
-        "--out", str(tmp_path),
-        cwd=TEMPLATE_DIR,
-        env=online,
-        timeout=900,
-    )  # fmt: skip
+    command = [tool("uv"), "run", "--locked", "--group", "bench", "python", script, *arguments]
+    result = run(*command, cwd=TEMPLATE_DIR, env=online, timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+
+
+def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_path: Path) -> None:
+    run_bench(
+        "bench/compare.py", "--seconds", "1", "--rounds", "1", "--connections", "16",
+        "--wide-connections", "64", "--out", str(tmp_path),
+    )  # fmt: skip
     table = (tmp_path / "results.md").read_text()
     for case in CASES:
         row = re.search(rf"^\| (\*\*)?{re.escape(case)}(\*\*)? \| ([\d,]+) \| (\d+\.\d\d) \|", table, re.M)
@@ -66,16 +67,10 @@ def test_a_smoke_run_measures_every_case_and_writes_the_table_and_the_chart(tmp_
 
 
 def test_a_smoke_run_of_the_load_benchmark_reads_the_workers_memory_twice(tmp_path: Path) -> None:
-    online = {name: value for name, value in os.environ.items() if name != "UV_OFFLINE"}
-    result = run(
-        tool("uv"), "run", "--locked", "--group", "bench", "python", "bench/load.py",
-        "--connections", "64", "--connections-seconds", "1", "--first", "300", "--total", "1200",
-        "--out", str(tmp_path),
-        cwd=TEMPLATE_DIR,
-        env=online,
-        timeout=900,
+    run_bench(
+        "bench/load.py", "--connections", "64", "--connections-seconds", "1", "--first", "300",
+        "--total", "1200", "--out", str(tmp_path),
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     table = (tmp_path / "load.md").read_text()
     assert re.search(r"^\| \.\.\. socket errors \| 0 \|$", table, re.M), table
     assert re.search(r"^\| \.\.\. non-2xx answers \| 0 \|$", table, re.M), table

@@ -61,6 +61,20 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def durable_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A standalone server of this test's own that keeps every write (AOF, fsync always):
+    a kill loses nothing, so the state before a fault is there after it."""
+    if REDIS_SERVER is None:
+        require_redis()
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    server = RedisServer(directory=tmp_path / "redis", extra_args=durable).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def real_settings(make_settings: SettingsFactory, redis_target: RedisTarget) -> SettingsFactory:
     """Settings pointing at the real Redis under test; overrides as keyword arguments."""
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from redis.asyncio import Redis
 
 # Commands that change data (the ones our scripts and routes use, and their kin).
@@ -151,6 +152,25 @@ async def count_round_trips(url: str) -> AsyncIterator[RoundTrips]:
         result.count = await _reads(counter) - before - 1  # less the INFO that asked
     finally:
         await counter.aclose()
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one request cost Redis: round trips (one request counted) and the commands
+    clients sent (the same request again, recorded)."""
+
+    responses: tuple[httpx.Response, httpx.Response]
+    round_trips: int
+    commands: list[str]
+
+
+async def cost_of(request: Callable[[], Awaitable[httpx.Response]], url: str) -> Cost:
+    """Send `request` twice to a service whose Redis at `url` nothing else talks to."""
+    async with count_round_trips(url) as round_trips:
+        counted = await request()
+    async with record_commands(url) as recording:
+        recorded = await request()
+    return Cost((counted, recorded), round_trips.count, recording.round_trips)
 
 
 async def _reads(client: Redis) -> int:

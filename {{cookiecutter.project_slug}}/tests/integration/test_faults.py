@@ -9,9 +9,8 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -51,22 +50,9 @@ NEEDS_REDIS: set[str] = set()
 
 
 @pytest.fixture
-def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server of this test's own that keeps every write (AOF, fsync always), so a kill
-    loses nothing and the state before the fault is there after it."""
-    server = RedisServer(
-        directory=tmp_path / "redis", extra_args=("--appendonly", "yes", "--appendfsync", "always")
-    ).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def settings(make_settings: SettingsFactory, durable_server: RedisServer) -> Settings:
+def settings(make_settings: SettingsFactory, durable_redis_server: RedisServer) -> Settings:
     return make_settings(
-        redis_url=durable_server.url,
+        redis_url=durable_redis_server.url,
 {%- if cookiecutter.use_cache %}
         demo_compute_delay_ms=0,
         cache_ttl_seconds=3600,
@@ -167,12 +153,12 @@ def assert_each_feature_kept_its_promise(
 
 
 async def test_redis_killed_and_restarted_under_load(
-    settings: Settings, durable_server: RedisServer
+    settings: Settings, durable_redis_server: RedisServer
 ) -> None:
     async def fault() -> None:
-        durable_server.kill()
+        durable_redis_server.kill()
         await asyncio.sleep(1)
-        await asyncio.to_thread(durable_server.start)
+        await asyncio.to_thread(durable_redis_server.start)
 
     async with serve(settings) as service:
         headers = await prepare(service)
@@ -181,14 +167,14 @@ async def test_redis_killed_and_restarted_under_load(
 
 
 async def test_redis_frozen_for_five_seconds_under_load(
-    settings: Settings, durable_server: RedisServer
+    settings: Settings, durable_redis_server: RedisServer
 ) -> None:
     async def fault() -> None:
-        durable_server.pause()
+        durable_redis_server.pause()
         try:
             await asyncio.sleep(OUTAGE_SECONDS)
         finally:
-            durable_server.resume()
+            durable_redis_server.resume()
 
     async with serve(settings) as service:
         headers = await prepare(service)
@@ -197,11 +183,11 @@ async def test_redis_frozen_for_five_seconds_under_load(
 
 
 async def test_every_client_cut_off_under_load(
-    settings: Settings, durable_server: RedisServer
+    settings: Settings, durable_redis_server: RedisServer
 ) -> None:
     async def fault() -> None:
         kill = ("CLIENT", "KILL", "TYPE", "normal")  # every client but this one
-        await asyncio.to_thread(send_command, durable_server.port, *kill)
+        await asyncio.to_thread(send_command, durable_redis_server.port, *kill)
 
     async with serve(settings) as service:
         headers = await prepare(service)
@@ -210,9 +196,9 @@ async def test_every_client_cut_off_under_load(
 
 
 async def test_redis_full_under_noeviction_under_load(
-    settings: Settings, durable_server: RedisServer
+    settings: Settings, durable_redis_server: RedisServer
 ) -> None:
-    port = durable_server.port
+    port = durable_redis_server.port
 
     async def config_set(name: str, value: str) -> None:
         await asyncio.to_thread(send_command, port, "CONFIG", "SET", name, value)

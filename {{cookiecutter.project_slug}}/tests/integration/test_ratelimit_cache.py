@@ -10,7 +10,7 @@ from {{ cookiecutter.package_name }}.cache.store import LOOKUP
 from {{ cookiecutter.package_name }}.ratelimit.limiter import RateLimiter
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.redis_monitor import count_round_trips, record_commands
+from tests.redis_monitor import cost_of, record_commands
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
 from tests.service import Service, SettingsFactory, serve
@@ -45,13 +45,10 @@ async def test_a_hit_and_its_rate_limit_decision_cost_one_round_trip(
 ) -> None:
     async with serve(own_settings) as service:
         await warm_hit(service)
-        async with count_round_trips(own_redis_server.url) as round_trips:
-            counted = await service.client.get("/items/a")
-        async with record_commands(own_redis_server.url) as recording:
-            recorded = await service.client.get("/items/a")
-    assert counted.headers["x-cache"] == recorded.headers["x-cache"] == "HIT"
-    assert round_trips.count == 1
-    assert recording.round_trips == ["evalsha", "evalsha"]  # the lookup and the decision
+        cost = await cost_of(lambda: service.client.get("/items/a"), own_redis_server.url)
+    assert [response.headers["x-cache"] for response in cost.responses] == ["HIT", "HIT"]
+    assert cost.round_trips == 1
+    assert cost.commands == ["evalsha", "evalsha"]  # the lookup and the decision
 
 
 async def test_a_hit_answered_before_routing_carries_the_rate_limit_headers(

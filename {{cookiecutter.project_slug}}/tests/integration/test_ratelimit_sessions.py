@@ -7,7 +7,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.redis_monitor import count_round_trips, record_commands
+from tests.redis_monitor import cost_of, record_commands
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
 from tests.service import Service, SettingsFactory, serve
@@ -95,13 +95,10 @@ async def test_a_session_read_and_its_rate_limit_decision_cost_one_round_trip(
     async with serve(settings) as service:
         await log_in(service)
         await service.client.get("/auth/me")  # scripts loaded
-        async with count_round_trips(own_redis_server.url) as round_trips:
-            counted = await service.client.get("/auth/me")
-        async with record_commands(own_redis_server.url) as recording:
-            recorded = await service.client.get("/auth/me")
-    assert counted.status_code == recorded.status_code == 200
-    assert round_trips.count == 1
-    assert recording.round_trips == ["evalsha", "evalsha"]  # the decision and the read
+        cost = await cost_of(lambda: service.client.get("/auth/me"), own_redis_server.url)
+    assert [response.status_code for response in cost.responses] == [200, 200]
+    assert cost.round_trips == 1
+    assert cost.commands == ["evalsha", "evalsha"]  # the decision and the read
 
 
 async def test_each_feature_gets_its_own_reply_from_the_shared_round_trip(
