@@ -21,6 +21,7 @@ from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from .contract import Document
 from .redis_client import RedisClient
 from .scripts import LuaScript
 from .settings import Settings
@@ -87,6 +88,8 @@ class Feature:
     middleware: Sequence[Middleware] = ()
     # Redis work before the endpoint, sent together with the other features' (see above).
     before: Before | None = None
+    # Given the settings, how the feature documents the operations it works on (contract.py).
+    document: Callable[[Settings], Document] | None = None
 
 
 IDENTIFIES_CALLER = "__identifies_caller__"

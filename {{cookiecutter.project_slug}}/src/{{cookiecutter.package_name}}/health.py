@@ -11,6 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .contract import errors
 from .errors import error_response
 from .redis_client import UNAVAILABLE_ERRORS, RedisClient, RedisDep
 from .settings import Settings
@@ -43,7 +44,7 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "Redis did not answer in time"}})
+@router.get("/ready", responses=errors(e503="Redis did not answer in time."))
 async def ready(request: Request, redis: RedisDep) -> Any:
     """Redis answers within HEALTH_TIMEOUT_SECONDS, even when it hangs instead of refusing."""
     settings: Settings = request.app.state.settings

@@ -19,6 +19,7 @@ from .api import auth
 {%- if cookiecutter.use_cache %}
 from .cache import cache_feature
 {%- endif %}
+from .contract import install_contract
 from .errors import BodyLimit, install_error_handlers
 from .features import Feature
 from .log import configure_logging
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(RequestPath, features=features)
     # Outermost: a body over MAX_BODY_BYTES costs no Redis work and is never read whole.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    install_contract(app, [feature.document(settings) for feature in features if feature.document])
     app.include_router(health.router)
     for feature in features:
         for router in feature.routers:

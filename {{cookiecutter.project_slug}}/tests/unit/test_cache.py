@@ -14,8 +14,9 @@ from {{ cookiecutter.package_name }}.cache.http import (
     request_variant,
 )
 from {{ cookiecutter.package_name }}.cache.store import encode_json, entity_tag
+from {{ cookiecutter.package_name }}.main import create_app
 
-from tests.service import Service
+from tests.service import Service, SettingsFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +118,9 @@ async def test_ttl_jitter_shortens_but_never_lengthens(memory_service: Service) 
     values = {cache.ttl_ms(10) for _ in range(200)}
     assert all(9_000 <= value <= 10_000 for value in values)
     assert len(values) > 1
+
+
+def test_a_cached_route_documents_304_and_the_cache_headers(make_settings: SettingsFactory) -> None:
+    operation = create_app(make_settings()).openapi()["paths"]["/items/{item_id}"]["get"]
+    assert "304" in operation["responses"]
+    assert {"ETag", "Cache-Control", "X-Cache"} <= set(operation["responses"]["200"]["headers"])

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.ratelimit import Policy, rate_limit, rate_limit_exempt
 from {{ cookiecutter.package_name }}.ratelimit.limiter import client_address
 from {{ cookiecutter.package_name }}.ratelimit.policy import Decision, route_policy
+
+from tests.service import SettingsFactory
 
 DEFAULT = Policy.parse("100/minute")
 
@@ -133,3 +136,13 @@ def test_headers_follow_the_ietf_draft_and_retry_after_only_on_denial() -> None:
         "x-ratelimit-remaining",
         "x-ratelimit-reset",
     }
+
+
+def test_limited_operations_document_429_and_the_rate_limit_headers(
+    make_settings: SettingsFactory,
+) -> None:
+    paths = create_app(make_settings()).openapi()["paths"]
+    limited = paths["/"]["get"]["responses"]
+    assert {"Retry-After", "RateLimit", "RateLimit-Policy"} <= set(limited["429"]["headers"])
+    assert {"RateLimit", "RateLimit-Policy"} <= set(limited["200"]["headers"])
+    assert "429" not in paths["/health/live"]["get"]["responses"]  # an exempt path

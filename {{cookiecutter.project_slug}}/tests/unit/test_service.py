@@ -168,3 +168,23 @@ async def test_a_body_within_max_body_bytes_is_served(make_settings: SettingsFac
         response = await service.client.put("/numbers/7", json={"text": "short"})
     assert response.status_code == 200
     assert response.json() == {"number": 7, "fields": 1}
+
+
+def test_every_documented_error_has_the_one_error_shape(make_settings: SettingsFactory) -> None:
+    schema = _app_with_failing_routes(make_settings).openapi()
+    errors = [
+        response["content"]["application/json"]["schema"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for status, response in operation["responses"].items()
+        if status.startswith(("4", "5"))
+    ]
+    assert errors
+    assert all(error == {"$ref": "#/components/schemas/Error"} for error in errors)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_an_operation_with_a_body_documents_400_413_and_422(make_settings: SettingsFactory) -> None:
+    paths = _app_with_failing_routes(make_settings).openapi()["paths"]
+    operation = paths["/numbers/{number}"]["put"]
+    assert {"400", "413", "422"} <= set(operation["responses"])

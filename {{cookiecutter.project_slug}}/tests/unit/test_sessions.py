@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.api.auth import hash_password, verify_password
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.sessions.store import SessionCookie, SessionStore, user_tag
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -105,3 +106,17 @@ def test_passwords_verify_only_against_their_own_hash() -> None:
     assert verify_password("correct horse", stored)
     assert not verify_password("wrong horse", stored)
     assert hash_password("correct horse", cost=10) != stored  # salted
+
+
+def test_session_operations_document_their_answers_and_security(
+    make_settings: SettingsFactory,
+) -> None:
+    schema = create_app(make_settings()).openapi()
+    logout = schema["paths"]["/auth/logout"]["post"]
+    me = schema["paths"]["/auth/me"]["get"]
+    assert {"401", "403", "503"} <= set(logout["responses"])
+    assert logout["security"] == [{"sessionCookie": [], "csrfToken": []}]
+    assert me["security"] == [{"sessionCookie": []}]
+    assert "403" not in me["responses"]  # a safe method: no CSRF check
+    assert me["responses"]["200"]["headers"]["Cache-Control"]["description"].startswith("no-store")
+    assert set(schema["components"]["securitySchemes"]) == {"sessionCookie", "csrfToken"}

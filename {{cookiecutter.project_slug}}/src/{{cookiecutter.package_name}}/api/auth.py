@@ -17,6 +17,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Request, status
 from pydantic import BaseModel, Field, JsonValue, StringConstraints
 
+from ..contract import errors
 from ..errors import ServiceError
 from ..redis_client import RedisDep
 from ..scripts import b64url, b64url_decode
@@ -96,7 +97,11 @@ def _unknown_user_hash(cost: int) -> str:
     return f"scrypt${cost}${b64url(bytes(16))}${b64url(secrets.token_bytes(32))}"
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(e409="That username is taken.", e503="Accounts are unavailable (Redis)."),
+)
 async def register(
     credentials: Credentials, redis: RedisDep, store: SessionStoreDep, settings: SettingsDep
 ) -> Me:
@@ -111,7 +116,10 @@ async def register(
     return Me(username=credentials.username)
 
 
-@router.post("/login")
+@router.post(
+    "/login",
+    responses=errors(e401="Wrong username or password.", e503="Accounts are unavailable (Redis)."),
+)
 async def login(
     credentials: Credentials,
     request: Request,

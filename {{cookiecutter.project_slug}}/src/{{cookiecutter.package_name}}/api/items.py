@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from ..breaker import CircuitBreaker, RedisUnavailableError
 from ..cache.http import CacheDep, cached
+from ..contract import errors
 from ..errors import ServiceError
 from ..redis_client import RedisClient
 from ..request_path import redis_failed_before
@@ -117,7 +118,7 @@ async def get_item(
     return Item(id=item_id, value=value, computed_at=datetime.now(UTC))
 
 
-@router.put("/{item_id}")
+@router.put("/{item_id}", responses=errors(e503="The item cannot be stored now (Redis)."))
 async def put_item(
     item_id: ItemId, update: ItemUpdate, request: Request, store: ItemStore, cache: CacheDep
 ) -> Item:
@@ -131,7 +132,11 @@ async def put_item(
     return Item(id=item_id, value=update.value, computed_at=datetime.now(UTC))
 
 
-@router.delete("/cache", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/cache",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(e503="The cache cannot be cleared now (Redis)."),
+)
 async def clear_items_cache(cache: CacheDep) -> None:
     """Invalidate every cached item response at once (O(1), no KEYS or SCAN)."""
     await cache.invalidate_namespace(NAMESPACE)

@@ -9,7 +9,7 @@ from ..api import items
 from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
-from .http import CacheDep, CacheMiddleware, cache_step, cached
+from .http import CacheDep, CacheMiddleware, cache_document, cache_step, cached
 from .store import Cache, CacheSerializationError
 
 # What routes use; the rest is in .store and .http.
@@ -28,4 +28,5 @@ def cache_feature() -> Feature:
         routers=[items.router],
         middleware=[Middleware(CacheMiddleware)],
         before=cache_step,
+        document=cache_document,
     )

@@ -35,8 +35,10 @@ from starlette.datastructures import Headers, MutableHeaders, State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..breaker import RedisUnavailableError
+from ..contract import Document, add_headers
 from ..features import NOTHING, Call, Outcome, RouteStep, route_identifies_caller
 from ..scripts import digest
+from ..settings import Settings
 from .store import LOOKUP, Cache, CacheKeys, Found, check_namespace, entity_tag
 
 logger = logging.getLogger(__name__)
@@ -460,12 +462,9 @@ def _stored_headers(stored: bytes | None) -> list[tuple[str, str]]:
 def cache_step(state: State, route: RouteContext) -> RouteStep | None:
     """The cache's part of the request path: look up before routing, and answer a hit
     (or a 304) from the stored bytes, without routing, validation or serialization."""
-    endpoint: Any = route.endpoint
-    while endpoint is not None and not hasattr(endpoint, POLICY_ATTRIBUTE):
-        endpoint = getattr(endpoint, "__wrapped__", None)
-    if endpoint is None:
+    policy = _policy_of(route)
+    if policy is None:
         return None
-    policy: CachePolicy = getattr(endpoint, POLICY_ATTRIBUTE)
     cache: Cache = state.cache
     before_routing = not route_identifies_caller(route)
 
@@ -479,6 +478,39 @@ def cache_step(state: State, route: RouteContext) -> RouteStep | None:
         return plan.lookup_call()
 
     return step
+
+
+def cache_document(settings: Settings) -> Document:
+    """The cache's part of the contract: on every cached operation, 304 for a matching
+    If-None-Match, and the cache's headers on its answers."""
+
+    def document(
+        route: RouteContext, method: str, operation: dict[str, Any], components: dict[str, Any]
+    ) -> None:
+        if method != "GET" or _policy_of(route) is None:
+            return
+        add_headers(operation, CACHE_RESPONSE_HEADERS)
+        operation.setdefault("responses", {}).setdefault(
+            "304",
+            {"description": "Not modified: If-None-Match matched the ETag. No body."},
+        )
+
+    return document
+
+
+CACHE_RESPONSE_HEADERS = {
+    "ETag": "a strong tag of the body, the same in every process",
+    "Cache-Control": "private or public, max-age: the seconds the answer stays fresh",
+    "X-Cache": "HIT, STALE (served while one caller refreshes) or MISS",
+    "Age": "seconds since the answer was stored (on HIT and STALE)",
+}
+
+
+def _policy_of(route: RouteContext) -> CachePolicy | None:
+    endpoint: Any = route.endpoint
+    while endpoint is not None and not hasattr(endpoint, POLICY_ATTRIBUTE):
+        endpoint = getattr(endpoint, "__wrapped__", None)
+    return getattr(endpoint, POLICY_ATTRIBUTE) if endpoint is not None else None
 
 
 async def get_cache(request: Request) -> Cache:

@@ -10,7 +10,7 @@ from starlette.datastructures import State
 from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
-from .limiter import RateLimiter, rate_limit_step
+from .limiter import RateLimiter, rate_limit_document, rate_limit_step
 from .policy import Policy, RoutePolicies, rate_limit, rate_limit_exempt
 
 # What routes and main.py use; the rest is in .policy and .limiter.
@@ -39,4 +39,5 @@ def rate_limit_feature(
         name="rate limiting",
         start=start,
         before=rate_limit_step,
+        document=rate_limit_document(route_policies),
     )

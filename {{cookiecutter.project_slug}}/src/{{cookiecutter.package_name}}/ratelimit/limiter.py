@@ -32,6 +32,7 @@ from starlette.datastructures import State
 from starlette.types import Scope
 
 from ..breaker import CircuitBreaker, RedisUnavailableError
+from ..contract import Document, add_headers, add_response, error_doc
 from ..errors import error_response
 from ..features import NOTHING, Call, Outcome, RouteStep
 from ..redis_client import RedisClient
@@ -194,10 +195,49 @@ class RateLimiter:
         return route_policy(endpoint, self.default, self.route_policies)
 
     def is_exempt(self, path: str) -> bool:
-        return any(
-            path == prefix or path.startswith(prefix.rstrip("/") + "/")
-            for prefix in self.exempt_paths
-        )
+        return is_exempt_path(path, self.exempt_paths)
+
+
+def is_exempt_path(path: str, exempt_paths: Iterable[str]) -> bool:
+    """Is `path` one of the exempt prefixes, or under one?"""
+    return any(
+        path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in exempt_paths
+    )
+
+
+def rate_limit_document(route_policies: RoutePolicies | None) -> Callable[[Settings], Document]:
+    """The limiter's part of the contract: 429 (and 503 for a policy that fails closed) on
+    every limited operation, and the RateLimit headers on its successful answers."""
+
+    def with_settings(settings: Settings) -> Document:
+        default = Policy.parse(settings.rate_limit_default)
+
+        def document(
+            route: RouteContext, method: str, operation: dict[str, Any], components: dict[str, Any]
+        ) -> None:
+            policy = route_policy(route.endpoint, default, route_policies)
+            exempt = is_exempt_path(route.path_format or "", settings.rate_limit_exempt_paths)
+            if policy is None or exempt:
+                return
+            add_headers(operation, RATE_LIMIT_HEADERS)
+            refused = error_doc(
+                "Too many requests from this client under the route's policy.",
+                {**RATE_LIMIT_HEADERS, "Retry-After": "seconds until a request may pass"},
+            )
+            add_response(operation, 429, refused)
+            if policy.fail_closed:
+                unchecked = "Not served while the rate limit cannot be checked (Redis)."
+                add_response(operation, 503, error_doc(unchecked))
+
+        return document
+
+    return with_settings
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": 'the policy: "name";q=limit;w=window seconds',
+    "RateLimit": '"name";r=requests remaining;t=seconds until the quota is whole again',
+}
 
 
 def rate_limit_step(state: State, route: RouteContext) -> RouteStep | None:

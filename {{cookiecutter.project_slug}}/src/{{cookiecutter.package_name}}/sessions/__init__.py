@@ -9,7 +9,7 @@ from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
 from .store import SessionStore
-from .web import SessionDep, UserSessionDep, session_step, user_from_cookie
+from .web import SessionDep, UserSessionDep, session_step, sessions_document, user_from_cookie
 
 # What routes and other features use; the rest is in .store and .web.
 __all__ = ["SessionDep", "UserSessionDep", "sessions_feature", "user_from_cookie"]
@@ -20,4 +20,10 @@ def _start(state: State, redis: RedisClient, settings: Settings) -> None:
 
 
 def sessions_feature() -> Feature:
-    return Feature(name="sessions", start=_start, routers=[auth.router], before=session_step)
+    return Feature(
+        name="sessions",
+        start=_start,
+        routers=[auth.router],
+        before=session_step,
+        document=sessions_document,
+    )

@@ -4,13 +4,14 @@ dependencies that hand it out."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import RouteContext
 from starlette.datastructures import State
 
+from ..contract import Document, add_headers, add_response, error_doc
 from ..errors import ServiceError
 from ..features import NOTHING, Call, Outcome, RouteStep, identifies_caller, uses_dependency
 from ..settings import Settings
@@ -202,7 +203,7 @@ SESSION_LOADERS = (load_session, load_session_checking_csrf, require_user)
 def session_step(state: State, route: RouteContext) -> RouteStep | None:
     """The sessions' part of the request path: read the session before routing, for every
     route that loads it and every request that brings a well-formed cookie."""
-    if not uses_dependency(route, lambda call: any(call is loader for loader in SESSION_LOADERS)):
+    if not any(_uses(route, loader) for loader in SESSION_LOADERS):
         return None
     store: SessionStore = state.sessions
     cookie_name: str = state.settings.session_cookie_key
@@ -219,6 +220,46 @@ def session_step(state: State, route: RouteContext) -> RouteStep | None:
         return store.read_call(cookie, keep)
 
     return step
+
+
+SESSION_RESPONSE_HEADERS = {
+    "Cache-Control": "no-store: session data and tokens are for this client only",
+    "Set-Cookie": "the session cookie, when the session changes or ends",
+}
+
+
+def _uses(route: RouteContext, loader: Callable[..., Any]) -> bool:
+    return uses_dependency(route, lambda call: call is loader)
+
+
+def sessions_document(settings: Settings) -> Document:
+    """The sessions' part of the contract: on every operation that loads the session, 503
+    (sessions unavailable), the security schemes, and 401 and 403 where they apply."""
+
+    def document(
+        route: RouteContext, method: str, operation: dict[str, Any], components: dict[str, Any]
+    ) -> None:
+        loaders = [loader for loader in SESSION_LOADERS if _uses(route, loader)]
+        if not loaders:
+            return
+        schemes = components.setdefault("securitySchemes", {})
+        cookie = settings.session_cookie_key
+        schemes["sessionCookie"] = {"type": "apiKey", "in": "cookie", "name": cookie}
+        schemes["csrfToken"] = {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}
+        add_headers(operation, SESSION_RESPONSE_HEADERS)
+        unavailable = "Sessions are unavailable right now (Redis)."
+        add_response(operation, 503, error_doc(unavailable, {"Retry-After": "seconds"}))
+        checks_csrf = method not in SAFE_METHODS and load_session not in loaders
+        if require_user in loaders:
+            add_response(operation, 401, error_doc("Not logged in."))
+            needed: dict[str, list[str]] = {"sessionCookie": []}
+            if checks_csrf:
+                needed["csrfToken"] = []
+            operation["security"] = [needed]
+        if checks_csrf:
+            add_response(operation, 403, error_doc("Missing or wrong X-CSRF-Token header."))
+
+    return document
 
 
 # Any session (CSRF enforced on unsafe methods when logged in).
