@@ -161,9 +161,6 @@ class Plan:
     take_lock: bool = False
     refresh: bool = False
     head: bool = False
-    # The request path has decided already: bypassed, or looked up (`found`, None if
-    # Redis could not be asked).
-    decided: bool = False
     finished: bool = field(default=False)
 
     @property
@@ -224,7 +221,6 @@ class Plan:
 
     def settle(self, reply: Any) -> Outcome:
         """Keep what the lookup found; answer a hit at once if this route allows it."""
-        self.decided = True
         if isinstance(reply, Exception):
             if not isinstance(reply, RedisUnavailableError):  # a bug, or a key of the wrong type
                 logger.error("cache lookup script failed: %s", reply)
@@ -235,15 +231,15 @@ class Plan:
             return Outcome(respond=self.answer(found))
         return NOTHING
 
-    async def cached_response(self, request: Request) -> Response | None:
-        """The cached response for this request, or None to compute it (then the plan says
-        what the middleware should do with the computed response)."""
-        if not self.decided and not self.prepare(request):
-            return None
+    async def cached_response(self) -> Response | None:
+        """The cached response for this request, when the endpoint wrapper is to answer it
+        (a route that identifies its caller, or a lookup that had to wait for another
+        caller's result); None to compute it (then the plan says what the middleware should
+        do with the computed response)."""
         found = self.found
-        if self.keys is None or (self.decided and found is None):
+        if self.keys is None or found is None:
             return None  # bypassed, or Redis could not be asked
-        if found is None or found.outcome == "miss-wait":
+        if found.outcome == "miss-wait":
             try:
                 found = self.found = await self.cache.obtain(
                     self.keys,
@@ -368,7 +364,7 @@ def cached(
             plan: Plan | None = state.get(PLAN_KEY)
             # Every cached route is in the request path's table, which made the plan; without
             # one (a route that is not, such as a method other than GET and HEAD), compute.
-            response = await plan.cached_response(request) if plan is not None else None
+            response = await plan.cached_response() if plan is not None else None
             if response is not None:
                 return response
             try:
@@ -471,7 +467,7 @@ def cache_step(state: State, route: RouteContext) -> RouteStep | None:
     def step(request: Request) -> Call | None:
         if request.scope["method"] not in ("GET", "HEAD"):
             return None
-        plan = Plan(cache=cache, policy=policy, before_routing=before_routing, decided=True)
+        plan = Plan(cache=cache, policy=policy, before_routing=before_routing)
         request.scope.setdefault("state", {})[PLAN_KEY] = plan
         if not plan.prepare(request):
             return None
