@@ -322,7 +322,7 @@ async def test_namespace_invalidation_turns_hits_into_misses(settings: Settings)
     async with serve(settings) as service:
         await get(service.client, "/items/a")
         await get(service.client, "/items/b")
-        cleared = await service.client.delete("/items/cache")
+        cleared = await service.client.delete("/cache/items")
         after = [await get(service.client, path) for path in ("/items/a", "/items/b")]
     assert cleared.status_code == 204
     assert [response.headers["x-cache"] for response in after] == ["MISS", "MISS"]

@@ -37,7 +37,7 @@ async def drive_every_route(service: Service) -> None:
         assert (await client.get(path)).status_code == 200
     assert (await client.head("/items/a")).status_code == 200
     assert (await client.put("/items/a", json={"value": "v"})).status_code == 200
-    assert (await client.delete("/items/cache")).status_code == 204
+    assert (await client.delete("/cache/items")).status_code == 204
     assert (await client.get("/items/a")).status_code == 200
 {%- endif %}
 {%- if cookiecutter.use_sessions %}

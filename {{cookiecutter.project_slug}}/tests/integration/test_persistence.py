@@ -185,7 +185,7 @@ async def test_the_service_works_as_the_app_user(
             "HIT",
         ]
         assert (await client.put("/items/a", json={"value": "v"})).status_code == 200
-        assert (await client.delete("/items/cache")).status_code == 204
+        assert (await client.delete("/cache/items")).status_code == 204
 {%- endif %}
 {%- if cookiecutter.use_sessions %}
         body = {"username": "ada", "password": "correct horse battery"}

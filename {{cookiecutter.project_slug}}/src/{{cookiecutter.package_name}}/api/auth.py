@@ -43,8 +43,8 @@ SCRYPT_R, SCRYPT_P = 8, 1
 
 
 class Credentials(BaseModel):
-    username: Username
-    password: Password = Field(repr=False)
+    username: Username = Field(examples=["alice"])
+    password: Password = Field(repr=False, examples=["correct horse battery"])
 
 
 class LoginResult(BaseModel):
@@ -177,7 +177,16 @@ async def get_preferences(session: SessionDep) -> dict[str, JsonValue]:
 
 @router.patch("/preferences")
 async def update_preferences(
-    changes: Annotated[dict[FieldName, JsonValue], Body(min_length=1, max_length=20)],
+    changes: Annotated[
+        dict[FieldName, JsonValue],
+        Body(
+            min_length=1,
+            max_length=20,
+            examples=[{"theme": "dark"}],
+            # Field names must match the pattern: no other names are accepted.
+            json_schema_extra={"additionalProperties": False},
+        ),
+    ],
     session: SessionDep,
 ) -> dict[str, JsonValue]:
     """Merge these fields into the session (creating an anonymous one if needed).

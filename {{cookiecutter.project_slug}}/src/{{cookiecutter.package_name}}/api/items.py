@@ -28,7 +28,7 @@ from ..settings import Settings, SettingsDep
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = APIRouter(tags=["items"])
 NAMESPACE = "items"
 
 ItemId = Annotated[
@@ -38,6 +38,7 @@ ItemId = Annotated[
         max_length=64,
         pattern=r"^[A-Za-z0-9_-]+$",
         description="Letters, digits, '_' and '-' (at most 64)",
+        examples=["a"],
     ),
 ]
 
@@ -49,7 +50,7 @@ class Item(BaseModel):
 
 
 class ItemUpdate(BaseModel):
-    value: str = Field(max_length=1000)
+    value: str = Field(max_length=1000, examples=["hello"])
 
 
 class ItemValues:
@@ -106,8 +107,8 @@ async def _item_values(request: Request) -> ItemValues:
 ItemStore = Annotated[ItemValues, Depends(_item_values)]
 
 
-@router.get("/{item_id}")
-@router.head("/{item_id}", include_in_schema=False)
+@router.get("/items/{item_id}")
+@router.head("/items/{item_id}", include_in_schema=False)
 @cached(namespace=NAMESPACE)
 async def get_item(
     item_id: ItemId, store: ItemStore, settings: SettingsDep, request: Request
@@ -118,7 +119,7 @@ async def get_item(
     return Item(id=item_id, value=value, computed_at=datetime.now(UTC))
 
 
-@router.put("/{item_id}", responses=errors(e503="The item cannot be stored now (Redis)."))
+@router.put("/items/{item_id}", responses=errors(e503="The item cannot be stored now (Redis)."))
 async def put_item(
     item_id: ItemId, update: ItemUpdate, request: Request, store: ItemStore, cache: CacheDep
 ) -> Item:
@@ -133,7 +134,7 @@ async def put_item(
 
 
 @router.delete(
-    "/cache",
+    "/cache/items",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(e503="The cache cannot be cleared now (Redis)."),
 )
