@@ -52,7 +52,7 @@ acl_file="$acl_dir/redis-users.acl"
 cat > "$acl_file" <<ACL
 user default off resetkeys -@all
 user admin on #$admin_hash ~* &* +@all
-user app on #$app_hash resetkeys ~$prefix:* resetchannels -@all +@read +@write +@scripting +@connection +time -@dangerous -@admin -scan -function -script|flush -script|kill -script|debug +cluster|info +cluster|slots +cluster|shards +cluster|nodes
+user app on #$app_hash resetkeys ~$prefix:* resetchannels{% if cookiecutter.use_realtime %} &$prefix:*{% endif %} -@all +@read +@write +@scripting +@connection{% if cookiecutter.use_realtime %} +@pubsub{% endif %} +time -@dangerous -@admin -scan -function -script|flush -script|kill -script|debug +cluster|info +cluster|slots +cluster|shards +cluster|nodes
 ACL
 
 runtime="$acl_dir/redis-runtime.conf"

@@ -26,16 +26,23 @@ from schemathesis.python import asgi
 
 # Enough cases to reach every branch of the demo routes, few enough for the suite's budget;
 # no example database left in the project directory.
-CONFIG = {
-    "generation": {"max-examples": 12, "database": "none"},
+CONFIG: dict[str, Any] = {
+    "generation": {"max-examples": 8, "database": "none"},
     "phases": {"stateful": {"max-steps": 8}},
+{%- if cookiecutter.use_realtime %}
+    # An event stream never ends by itself: each answer is what it sent within 0.1 s.
+    "operations": [{"include-path": "/realtime/sse", "request-timeout": 0.1}],
+{%- endif %}
 }
 
 # The app's settings for the run, beside the test's own Redis.
-{%- if cookiecutter.use_cache or cookiecutter.rate_limiting != "none" %}
+{%- if cookiecutter.use_cache or cookiecutter.use_sessions or cookiecutter.rate_limiting != "none" %}
 SETTINGS: dict[str, Any] = {
 {%- if cookiecutter.use_cache %}
     "demo_compute_delay_ms": 0,
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
+    "password_hash_cost": 10,  # the run logs in again after each of its own logouts
 {%- endif %}
 {%- if cookiecutter.rate_limiting != "none" %}
     # Generous: one logged-in user makes most of the generated requests. The limiter still

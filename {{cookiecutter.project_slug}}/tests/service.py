@@ -18,6 +18,18 @@ from {{ cookiecutter.package_name }}.settings import MEMORY_URL, Settings
 SettingsFactory = Callable[..., Settings]
 
 
+# What APP_ENV=production needs besides a real Redis, for tests that run as production.
+PRODUCTION: dict[str, Any] = {
+    "app_env": "production",
+{%- if cookiecutter.use_sessions %}
+    "session_secret": "p" * 40,
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
+    "realtime_allowed_origins": ["https://app.example.com"],
+{%- endif %}
+}
+
+
 def settings_for_test(**overrides: Any) -> Settings:
     """Settings for tests: no .env, APP_ENV=test, a key prefix of the test's own, and the
     in-process fake Redis unless the overrides point elsewhere."""

@@ -10,6 +10,7 @@ trip, then hands each feature its own reply.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -90,6 +91,11 @@ class Feature:
     before: Before | None = None
     # Given the settings, how the feature documents the operations it works on (contract.py).
     document: Callable[[Settings], Document] | None = None
+    # Work that runs while the app does (entered after every feature started, left at
+    # shutdown), such as the real-time hub's subscriber.
+    run: Callable[[State], AbstractAsyncContextManager[None]] | None = None
+    # Why the feature cannot serve right now, or None: /health/ready answers 503 meanwhile.
+    ready: Callable[[State], str | None] | None = None
 
 
 IDENTIFIES_CALLER = "__identifies_caller__"

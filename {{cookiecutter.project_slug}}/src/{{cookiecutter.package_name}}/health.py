@@ -61,4 +61,7 @@ async def ready(request: Request, redis: RedisDep) -> Any:
         return error_response(
             503, "not_ready", message, details={"reason": error.__class__.__name__}
         )
+    problems = [problem for check in request.app.state.readiness if (problem := check())]
+    if problems:
+        return error_response(503, "not_ready", "; ".join(problems) + ".")
     return JSONResponse({"status": "ok", "redis": checks})

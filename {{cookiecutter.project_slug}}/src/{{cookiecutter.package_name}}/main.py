@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -28,10 +29,24 @@ from .ratelimit import Policy, rate_limit_feature
 {%- elif cookiecutter.rate_limiting != "none" %}
 from .ratelimit import rate_limit_feature
 {%- endif %}
+{%- if cookiecutter.use_realtime %}
+from .realtime import realtime_feature
+{%- endif %}
 from .redis_client import build_client, close, prepare
 from .request_path import RequestPath
+{%- if cookiecutter.__limits_logins or (cookiecutter.use_sessions and cookiecutter.use_realtime) %}
+from .sessions import (
+{%- if cookiecutter.use_realtime %}
+    current_user,
+{%- endif %}
+    sessions_feature,
 {%- if cookiecutter.__limits_logins %}
-from .sessions import sessions_feature, user_from_cookie
+    user_from_cookie,
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
+    websocket_user,
+{%- endif %}
+)
 {%- elif cookiecutter.use_sessions %}
 from .sessions import sessions_feature
 {%- endif %}
@@ -58,6 +73,12 @@ def enabled_features() -> list[Feature]:
 {%- endif %}
         ),
 {%- endif %}
+{%- if cookiecutter.use_realtime and cookiecutter.use_sessions %}
+        # Only logged-in users connect, subscribe and publish; each has a topic `me`.
+        realtime_feature(websocket_user, current_user, notifications=True),
+{%- elif cookiecutter.use_realtime %}
+        realtime_feature(),
+{%- endif %}
     ]
 
 
@@ -77,7 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         try:
-            yield
+            async with AsyncExitStack() as running:
+                for feature in features:
+                    if feature.run:
+                        await running.enter_async_context(feature.run(app.state))
+                yield
         finally:
             await close(app.state.redis)
 
@@ -90,6 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.readiness = [
+        partial(feature.ready, app.state) for feature in features if feature.ready
+    ]
     install_error_handlers(app)
     for feature in features:
         for middleware in feature.middleware:

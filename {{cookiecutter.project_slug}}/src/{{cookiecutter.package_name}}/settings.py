@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     rate_limit_legacy_headers: bool = False
     trusted_proxies: CommaSeparatedNetworks = []
 {%- endif %}
+{%- if cookiecutter.use_realtime %}
+
+    # Real-time (WebSocket and SSE fan-out)
+    realtime_allowed_origins: CommaSeparated = []
+    realtime_probe_seconds: float = Field(default=10, gt=0, le=300)
+    realtime_history_size: int = Field(default=1000, ge=1, le=1_000_000)
+    realtime_history_ttl_seconds: int = Field(default=86400, ge=1)
+    realtime_queue_messages: int = Field(default=256, ge=1)
+    realtime_queue_bytes: int = Field(default=1_048_576, ge=1024)
+    realtime_send_timeout_seconds: float = Field(default=1.0, gt=0)
+    realtime_sse_heartbeat_seconds: float = Field(default=15, gt=0)
+{%- endif %}
 
     @field_validator(
         "redis_cluster_nodes",
@@ -128,6 +140,9 @@ class Settings(BaseSettings):
 {%- if cookiecutter.rate_limiting != "none" %}
         "rate_limit_exempt_paths",
         "trusted_proxies",
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
+        "realtime_allowed_origins",
 {%- endif %}
         mode="before",
     )
@@ -202,6 +217,13 @@ class Settings(BaseSettings):
         if self.session_cookie_secure is False:
             raise ValueError("APP_ENV=production refuses SESSION_COOKIE_SECURE=false")
 {%- endif %}
+{%- if cookiecutter.use_realtime %}
+        if not self.realtime_allowed_origins:
+            raise ValueError(
+                "APP_ENV=production needs REALTIME_ALLOWED_ORIGINS, the exact origins whose "
+                "pages may open WebSockets (e.g. https://app.example.com)"
+            )
+{%- endif %}
         return self
 
     @property
@@ -211,6 +233,16 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env is AppEnv.PRODUCTION
+{%- if cookiecutter.use_realtime %}
+
+    @property
+    def realtime_origins(self) -> frozenset[str]:
+        """Origins allowed to open WebSockets: REALTIME_ALLOWED_ORIGINS, or outside
+        production when it is empty, the service's own local addresses (`make run`)."""
+        if self.realtime_allowed_origins:
+            return frozenset(self.realtime_allowed_origins)
+        return frozenset({"http://127.0.0.1:8000", "http://localhost:8000"})
+{%- endif %}
 {%- if cookiecutter.use_sessions %}
 
     @property

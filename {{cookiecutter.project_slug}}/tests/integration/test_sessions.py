@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from tests.redis_monitor import record_commands
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
-from tests.service import Service, SettingsFactory, serve
+from tests.service import PRODUCTION, Service, SettingsFactory, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -193,7 +193,7 @@ async def test_development_cookies_are_httponly_lax_and_not_secure(settings: Set
 async def test_production_cookies_are_secure_with_the_host_prefix(
     real_settings: SettingsFactory,
 ) -> None:
-    settings = real_settings(app_env="production", password_hash_cost=10, session_secret="p" * 40)
+    settings = real_settings(**PRODUCTION, password_hash_cost=10)
     async with serve(settings) as service:
         client = new_client(service, base_url="https://testserver")
         await login(client)

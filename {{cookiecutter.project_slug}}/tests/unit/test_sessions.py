@@ -10,7 +10,7 @@ from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.sessions.store import SessionCookie, SessionStore, user_tag
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.service import Service, SettingsFactory
+from tests.service import PRODUCTION, Service, SettingsFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -83,11 +83,7 @@ def test_production_refuses_insecure_cookies(make_settings: SettingsFactory) -> 
 
 def test_secure_cookies_get_the_host_prefix() -> None:
     production = Settings(
-        _env_file=None,
-        app_env="production",
-        redis_url="redis://redis:6379/0",
-        redis_topology="standalone",
-        session_secret="x" * 32,
+        _env_file=None, redis_url="redis://redis:6379/0", redis_topology="standalone", **PRODUCTION
     )
     development = Settings(_env_file=None)
     assert (production.session_cookie_key, production.session_cookie_is_secure) == (

@@ -28,6 +28,11 @@ BAD_SETTINGS = [
     ("REDIS_SENTINELS", "sentinel-1"),
     ("REDIS_CLUSTER_NODES", "node-1:99999"),
     ("HEALTH_TIMEOUT_SECONDS", "60"),
+{%- if cookiecutter.use_realtime %}
+    ("REALTIME_PROBE_SECONDS", "0"),
+    ("REALTIME_HISTORY_SIZE", "none"),
+    ("REALTIME_QUEUE_BYTES", "10"),
+{%- endif %}
 ]
 
 

@@ -9,10 +9,25 @@ from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
 from .store import SessionStore
-from .web import SessionDep, UserSessionDep, session_step, sessions_document, user_from_cookie
+from .web import (
+    SessionDep,
+    UserSessionDep,
+    current_user,
+    session_step,
+    sessions_document,
+    user_from_cookie,
+    websocket_user,
+)
 
 # What routes and other features use; the rest is in .store and .web.
-__all__ = ["SessionDep", "UserSessionDep", "sessions_feature", "user_from_cookie"]
+__all__ = [
+    "SessionDep",
+    "UserSessionDep",
+    "current_user",
+    "sessions_feature",
+    "user_from_cookie",
+    "websocket_user",
+]
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Response
 from fastapi.routing import RouteContext
 from starlette.datastructures import State
+from starlette.requests import HTTPConnection
 
 from ..contract import Document, add_headers, add_response, error_doc
 from ..errors import ServiceError
@@ -198,6 +199,22 @@ async def require_user(request: Request, response: Response) -> SessionContext:
 
 
 SESSION_LOADERS = (load_session, load_session_checking_csrf, require_user)
+
+
+async def current_user(session: Annotated[SessionContext, Depends(require_user)]) -> str:
+    """The logged-in user's name (else 401), with the CSRF check on state-changing requests."""
+    return session.username
+
+
+async def websocket_user(connection: HTTPConnection) -> str:
+    """Who opened this connection (a WebSocket handshake): the logged-in user of its session
+    cookie, else ServiceError (401, or 503 when Redis cannot say)."""
+    settings: Settings = connection.app.state.settings
+    store: SessionStore = connection.app.state.sessions
+    session = await store.load(connection.cookies.get(settings.session_cookie_key))
+    if session is None or session.user is None:
+        raise ServiceError(401, "not_authenticated", "Log in first.")
+    return session.user
 
 
 def session_step(state: State, route: RouteContext) -> RouteStep | None:

@@ -1,0 +1,295 @@
+"""Real-time fan-out on the real Redis under test, with the app served by uvicorn and real
+WebSocket and SSE clients over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from socket import SO_RCVBUF, SOL_SOCKET
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.realtime.hub import Hub
+from {{ cookiecutter.package_name }}.realtime.topics import Topic
+
+from tests.realtime_clients import (
+    ORIGIN,
+    Served,
+    frames,
+    served,
+    sse,
+    subscribe,
+    take,
+    until,
+    visitor,
+)
+from tests.redis_servers import RedisServer
+from tests.redis_target import RedisTarget
+from tests.service import SettingsFactory
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def realtime_settings(real_settings: SettingsFactory) -> SettingsFactory:
+    def factory(**overrides: Any) -> Any:
+        values = {
+            "realtime_allowed_origins": [ORIGIN],
+            "realtime_probe_seconds": 1.0,
+{%- if cookiecutter.use_sessions %}
+            "password_hash_cost": 10,
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+            "rate_limit_default": "100000/minute",  # these tests publish a lot
+{%- endif %}
+        }
+        return real_settings(**{**values, **overrides})
+
+    return factory
+
+
+@pytest.fixture
+async def two_workers(realtime_settings: SettingsFactory) -> AsyncIterator[list[Served]]:
+    """Two apps, like two worker processes: two hubs on one Redis, one key prefix."""
+    settings = realtime_settings()
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(served(create_app(settings))) for _ in range(2)]
+
+
+def hub_of(worker: Served) -> Hub:
+    hub: Hub = worker.app.state.realtime
+    return hub
+
+
+async def subscribers(target: RedisTarget, channel: str) -> int:
+    """How many connections Redis delivers the channel to, over every master."""
+    total = 0
+    for url in target.monitor_urls:
+        async with Redis.from_url(url) as node:
+            kind = "SHARDNUMSUB" if target.topology == "cluster" else "NUMSUB"
+            reply = await node.execute_command("PUBSUB", kind, channel)  # type: ignore[no-untyped-call]
+            total += int(reply[1])
+    return total
+
+
+async def drain(ws: ClientConnection) -> None:
+    """Read until the server closes the connection (ConnectionClosed), at most 5 s."""
+    async with asyncio.timeout(5):
+        while True:
+            await ws.recv()
+
+
+async def kill_subscriber_connections(target: RedisTarget) -> None:
+    for url in target.monitor_urls:
+        async with Redis.from_url(url) as node:
+            await node.client_kill_filter(_type="pubsub")
+
+
+async def test_every_subscriber_on_every_worker_gets_every_message_in_order(
+    two_workers: list[Served], redis_target: RedisTarget
+) -> None:
+    async with AsyncExitStack() as stack:
+        sockets = []
+        for worker in two_workers:
+            user = await stack.enter_async_context(visitor(worker))
+            for _ in range(3):
+                ws = await stack.enter_async_context(user.websocket())
+                await subscribe(ws, "news")
+                sockets.append(ws)
+        publisher = await stack.enter_async_context(visitor(two_workers[0]))
+        sent = [await publisher.publish("news", {"n": n}) for n in range(50)]
+
+        for ws in sockets:
+            received = await frames(ws, 50)
+            assert [frame["data"] for frame in received] == [{"n": n} for n in range(50)]
+            assert [frame["id"] for frame in received] == sent
+        channel = Topic.make(hub_of(two_workers[0]).prefix, "news").channel
+        assert await subscribers(redis_target, channel) == 2  # one per worker
+
+
+async def test_an_sse_client_gets_the_messages_with_their_positions_as_event_ids(
+    two_workers: list[Served],
+) -> None:
+    worker = two_workers[1]
+    async with visitor(worker) as user, sse(worker, "news", user.headers) as events:
+        sent = [await user.publish("news", f"m{n}") for n in range(5)]
+
+        received = await take(events, 5)
+
+    assert [event["id"] for event in received] == sent
+    assert [json.loads(event["data"])["data"] for event in received] == [f"m{n}" for n in range(5)]
+
+
+async def test_a_client_resuming_from_a_position_gets_exactly_what_it_missed(
+    two_workers: list[Served],
+) -> None:
+    worker = two_workers[0]
+    async with visitor(worker) as user:
+        sent = [await user.publish("resume", n) for n in range(10)]
+        async with user.websocket() as ws:
+            await subscribe(ws, "resume", since=sent[3])
+            replayed = await frames(ws, 6)
+            live = await user.publish("resume", 10)
+            (after,) = await frames(ws, 1)
+
+    assert [frame["id"] for frame in replayed] == sent[4:]
+    assert after["id"] == live
+
+
+async def test_sse_resumes_from_last_event_id(two_workers: list[Served]) -> None:
+    worker = two_workers[0]
+    async with visitor(worker) as user:
+        sent = [await user.publish("sse-resume", n) for n in range(6)]
+        headers = {**user.headers, "last-event-id": sent[2]}
+        async with sse(worker, "sse-resume", headers) as events:
+            replayed = await take(events, 3)
+
+    assert [event["id"] for event in replayed] == sent[3:]
+
+
+async def test_a_position_older_than_the_history_gets_one_resync(
+    realtime_settings: SettingsFactory,
+) -> None:
+    app = create_app(realtime_settings(realtime_history_size=3))
+    async with served(app) as worker, visitor(worker) as user:
+        sent = [await user.publish("short", n) for n in range(6)]
+        async with user.websocket() as ws:
+            await subscribe(ws, "short", since=sent[0])
+            (resync,) = await frames(ws, 1)
+            live = await user.publish("short", 6)
+            (after,) = await frames(ws, 1)
+
+    assert resync == {"type": "resync", "topic": "short"}
+    assert after["id"] == live
+
+
+async def test_a_position_of_another_epoch_gets_a_resync(two_workers: list[Served]) -> None:
+    async with visitor(two_workers[0]) as user, user.websocket() as ws:
+        await user.publish("epochs", 1)
+
+        await subscribe(ws, "epochs", since="deadbeef:1")
+
+        (resync,) = await frames(ws, 1)
+
+    assert resync == {"type": "resync", "topic": "epochs"}
+
+
+async def test_the_hub_resubscribes_and_fills_the_gap_after_its_connection_is_killed(
+    two_workers: list[Served], redis_target: RedisTarget
+) -> None:
+    worker = two_workers[0]
+    hub = hub_of(worker)
+    async with visitor(worker) as user, user.websocket() as ws:
+        await subscribe(ws, "killed")
+        sent = [await user.publish("killed", n) for n in range(3)]
+        await kill_subscriber_connections(redis_target)
+        sent += [await user.publish("killed", n) for n in range(3, 8)]  # while it reconnects
+
+        received = await frames(ws, 8)
+        await until(lambda: all(link.subscribed for link in hub.links.values()))
+
+    assert [frame["id"] for frame in received] == sent
+
+
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(
+    two_workers: list[Served],
+) -> None:
+    async with visitor(two_workers[0]) as user, user.websocket() as ws:
+        bad = ["not json", {"type": "shout"}, {"type": "subscribe", "topic": "UPPER"},
+               {"type": "subscribe", "topic": "ok", "since": "yesterday"}]  # fmt: skip
+        for frame in bad:
+            await ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+        errors = await frames(ws, 4)
+        await subscribe(ws, "still-open")
+        position = await user.publish("still-open", "yes")
+        (message,) = await frames(ws, 1)
+
+    assert [error["code"] for error in errors] == [
+        "bad_frame", "bad_frame", "bad_topic", "bad_position"
+    ]  # fmt: skip
+    assert message["id"] == position
+
+
+async def test_a_foreign_origin_is_refused_before_accept(two_workers: list[Served]) -> None:
+    async with visitor(two_workers[0]) as user:
+        with pytest.raises(InvalidStatus) as refused:
+            await user.websocket(origin="https://evil.example").__aenter__()
+
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_closed_with_1013(
+    realtime_settings: SettingsFactory,
+) -> None:
+    app = create_app(realtime_settings(realtime_queue_messages=20))
+    async with served(app) as worker, visitor(worker) as user:
+        hub = hub_of(worker)
+        topic = Topic.make(hub.prefix, "firehose")
+        # Random data: compression (permessage-deflate) would shrink repeated characters.
+        data = json.dumps(base64.b64encode(os.urandom(45_000)).decode())
+        async with user.websocket() as slow, user.websocket() as fast:
+            # A small receive buffer: a little unread data fills it, as a stalled phone would.
+            slow.transport.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_RCVBUF, 32_768)
+            for ws in (slow, fast):
+                await subscribe(ws, "firehose")
+            for n in range(300):  # `slow` reads nothing more; `fast` keeps up
+                await hub.publish(topic, data)
+                if n % 10 == 9:
+                    await frames(fast, 10)
+            await until(lambda: len(hub.connections) == 1, within=2)  # slow is dropped
+
+            with pytest.raises(ConnectionClosed) as closed:
+                await drain(slow)
+
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013
+
+
+async def test_a_frozen_redis_is_detected_by_the_probe_and_nothing_is_lost(
+    realtime_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    settings = realtime_settings(redis_url=own_redis_server.url, redis_topology="standalone")
+    async with served(create_app(settings)) as worker, visitor(worker) as user:
+        hub = hub_of(worker)
+        async with user.websocket() as ws:
+            await subscribe(ws, "frozen")
+            sent = [await user.publish("frozen", n) for n in range(3)]
+            own_redis_server.pause()  # SIGSTOP: the connection stays open, and silent
+            try:
+                # Within two probe intervals the hub knows it is deaf, and says so.
+                await until(lambda: hub.problem() is not None, within=2 * 1.0 + 1)
+                ready = await user.http.get("/health/ready")
+            finally:
+                own_redis_server.resume()
+            await until(lambda: hub.problem() is None, within=5)
+            sent += [await user.publish("frozen", n) for n in range(3, 6)]
+
+            received = await frames(ws, 6)
+
+    assert ready.status_code == 503
+    assert [frame["id"] for frame in received] == sent
+
+
+async def test_readiness_says_503_while_the_hub_is_not_subscribed(
+    realtime_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    settings = realtime_settings(redis_url=own_redis_server.url, redis_topology="standalone")
+    async with served(create_app(settings)) as worker, visitor(worker) as user:
+        hub = hub_of(worker)
+        await until(lambda: hub.problem() is None)
+        assert (await user.http.get("/health/ready")).status_code == 200
+        hub.links[""].ready.clear()  # as while it reconnects
+
+        answer = await user.http.get("/health/ready")
+
+    assert answer.status_code == 503
+    assert answer.json()["error"]["message"] == "the realtime subscriber is not subscribed."

@@ -1,0 +1,170 @@
+"""Real clients of the real-time routes: the app served by uvicorn on a free TCP port, and
+WebSocket and SSE clients that reach it over TCP, as a browser would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+{%- if cookiecutter.use_sessions %}
+from http.cookies import SimpleCookie
+{%- endif %}
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
+
+ORIGIN = "http://app.test"
+{%- if cookiecutter.use_sessions %}
+PASSWORD = "correct horse battery staple"
+{%- endif %}
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    base_url: str
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/realtime/ws"
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[Served]:
+    """The app behind uvicorn on 127.0.0.1 and a free port, lifespan included."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    # As the Dockerfile and `make run` serve it.
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.01)
+        yield Served(app, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+
+
+@dataclass
+class Visitor:
+    """Someone using the service{% if cookiecutter.use_sessions %}: a registered, logged-in user{% endif %}."""
+
+    served: Served
+    http: httpx.AsyncClient
+    name: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def publish(self, topic: str, data: Any) -> str:
+        answer = await self.http.post(
+            f"/realtime/topics/{topic}/messages", json={"data": data}, headers=self.headers
+        )
+        assert answer.status_code == 202, answer.text
+        position: str = answer.json()["id"]
+        return position
+
+    @asynccontextmanager
+    async def websocket(self, origin: str = ORIGIN) -> AsyncIterator[ClientConnection]:
+        cookie = {"cookie": self.headers["cookie"]} if "cookie" in self.headers else {}
+        url = self.served.ws_url
+        async with connect(url, origin=Origin(origin), additional_headers=cookie) as ws:
+            yield ws
+
+
+@asynccontextmanager
+async def visitor(served: Served, name: str | None = None) -> AsyncIterator[Visitor]:
+    name = name or f"user-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=served.base_url) as http:
+        found = Visitor(served, http, name)
+{%- if cookiecutter.use_sessions %}
+        credentials = {"username": name, "password": PASSWORD}
+        await http.post("/auth/register", json=credentials)
+        login = await http.post("/auth/login", json=credentials)
+        assert login.status_code == 200, login.text
+        cookie = next(iter(SimpleCookie(login.headers["set-cookie"]).values()))
+        found.headers = {"cookie": f"{cookie.key}={cookie.value}",
+                         "x-csrf-token": login.json()["csrf_token"]}  # fmt: skip
+        http.cookies.clear()
+{%- endif %}
+        yield found
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `condition()` holds (checked every 20 ms), at most `within` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - state of the app, not an event of ours
+            await asyncio.sleep(0.02)
+
+
+async def subscribe(ws: ClientConnection, topic: str, since: str | None = None) -> None:
+    """Subscribe, and wait for the server's confirmation."""
+    frame: dict[str, Any] = {"type": "subscribe", "topic": topic}
+    if since is not None:
+        frame["since"] = since
+    await ws.send(json.dumps(frame))
+    (confirmation,) = await frames(ws, 1)
+    assert confirmation == {"type": "subscribed", "topic": topic}, confirmation
+
+
+async def frames(ws: ClientConnection, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+    """The next `count` frames the server sends."""
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while len(received) < count:
+            received.append(json.loads(await ws.recv()))
+    return received
+
+
+@asynccontextmanager
+async def sse(
+    served: Served, topic: str, headers: dict[str, str]
+) -> AsyncIterator[AsyncIterator[dict[str, str]]]:
+    """GET /realtime/sse?topic=...: once the answer has begun (the subscription is in
+    place), its events, each as a dict of its fields."""
+    async with (
+        # No read timeout: an event stream is quiet between events (callers bound the wait).
+        httpx.AsyncClient(base_url=served.base_url, timeout=None) as http,  # noqa: S113
+        http.stream("GET", "/realtime/sse", params={"topic": topic}, headers=headers) as answer,
+    ):
+        assert answer.status_code == 200, await answer.aread()
+        yield _events(answer)
+
+
+async def _events(answer: httpx.Response) -> AsyncIterator[dict[str, str]]:
+    current: dict[str, str] = {}
+    async for line in answer.aiter_lines():
+        if line.startswith(":"):
+            current.setdefault("comment", line)
+        elif line:
+            name, _, value = line.partition(": ")
+            current[name] = value
+        elif current:
+            yield current
+            current = {}
+
+
+async def take(
+    events: AsyncIterator[dict[str, str]], count: int, within: float = 5.0
+) -> list[dict[str, str]]:
+    """The next `count` events that are not heartbeats."""
+    taken: list[dict[str, str]] = []
+    async with asyncio.timeout(within):
+        async for event in events:
+            if "data" in event:
+                taken.append(event)
+            if len(taken) >= count:
+                break
+    return taken
