@@ -56,9 +56,22 @@ async def drive_every_route(service: Service) -> None:
     csrf = {"x-csrf-token": (await client.post("/auth/login", json=body)).json()["csrf_token"]}
     assert (await client.post("/auth/logout-all", headers=csrf)).status_code == 204
     late = {"username": "late", "password": "correct horse battery"}
-    assert (await client.post("/auth/login", json=late)).status_code == 200
+    logged_in = await client.post("/auth/login", json=late)
+    assert logged_in.status_code == 200
+{%- if cookiecutter.use_realtime %}
+    csrf = {"x-csrf-token": logged_in.json()["csrf_token"]}
+    published = await client.post(
+        "/realtime/topics/news/messages", json={"data": {"n": 1}}, headers=csrf
+    )
+    assert published.status_code == 202
+    notified = await client.post("/realtime/notifications", json={"data": "hi"}, headers=csrf)
+    assert notified.status_code == 202
+{%- endif %}
     await asyncio.sleep(1.2)  # past SESSION_IDLE_TTL_SECONDS: the session expires
     assert (await client.get("/auth/me")).status_code == 401
+{%- elif cookiecutter.use_realtime %}
+    published = await client.post("/realtime/topics/news/messages", json={"data": {"n": 1}})
+    assert published.status_code == 202
 {%- endif %}
 
 
