@@ -8,7 +8,7 @@ import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 {%- if cookiecutter.use_sessions %}
 from http.cookies import SimpleCookie
@@ -76,12 +76,18 @@ class Visitor:
         position: str = answer.json()["id"]
         return position
 
-    @asynccontextmanager
-    async def websocket(self, origin: str = ORIGIN) -> AsyncIterator[ClientConnection]:
-        cookie = {"cookie": self.headers["cookie"]} if "cookie" in self.headers else {}
-        url = self.served.ws_url
-        async with connect(url, origin=Origin(origin), additional_headers=cookie) as ws:
-            yield ws
+    def websocket(self, origin: str = ORIGIN) -> AbstractAsyncContextManager[ClientConnection]:
+        return visitor_socket(self.served, self.headers, origin)
+
+
+@asynccontextmanager
+async def visitor_socket(
+    served: Served, headers: dict[str, str], origin: str = ORIGIN
+) -> AsyncIterator[ClientConnection]:
+    """A WebSocket to `served` with these credentials (the same user on another worker)."""
+    cookie = {"cookie": headers["cookie"]} if "cookie" in headers else {}
+    async with connect(served.ws_url, origin=Origin(origin), additional_headers=cookie) as ws:
+        yield ws
 
 
 @asynccontextmanager

@@ -24,6 +24,9 @@ from {{ cookiecutter.package_name }}.realtime.topics import Topic
 from tests.realtime_clients import (
     ORIGIN,
     Served,
+{%- if cookiecutter.use_sessions %}
+    Visitor,
+{%- endif %}
     frames,
     served,
     sse,
@@ -31,6 +34,9 @@ from tests.realtime_clients import (
     take,
     until,
     visitor,
+{%- if cookiecutter.use_sessions %}
+    visitor_socket,
+{%- endif %}
 )
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
@@ -204,17 +210,17 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_open(
     two_workers: list[Served],
 ) -> None:
     async with visitor(two_workers[0]) as user, user.websocket() as ws:
-        bad = ["not json", {"type": "shout"}, {"type": "subscribe", "topic": "UPPER"},
+        bad = ["not json", b"binary", {"type": "shout"}, {"type": "subscribe", "topic": "UPPER"},
                {"type": "subscribe", "topic": "ok", "since": "yesterday"}]  # fmt: skip
         for frame in bad:
-            await ws.send(frame if isinstance(frame, str) else json.dumps(frame))
-        errors = await frames(ws, 4)
+            await ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+        errors = await frames(ws, 5)
         await subscribe(ws, "still-open")
         position = await user.publish("still-open", "yes")
         (message,) = await frames(ws, 1)
 
     assert [error["code"] for error in errors] == [
-        "bad_frame", "bad_frame", "bad_topic", "bad_position"
+        "bad_frame", "bad_frame", "bad_frame", "bad_topic", "bad_position"
     ]  # fmt: skip
     assert message["id"] == position
 
@@ -252,6 +258,23 @@ async def test_a_client_that_stops_reading_is_dropped_and_closed_with_1013(
 
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1013
+
+
+async def test_a_quiet_hub_probes_itself_and_stays_connected(two_workers: list[Served]) -> None:
+    worker = two_workers[0]
+    hub = hub_of(worker)
+    async with visitor(worker) as user, user.websocket() as ws:
+        await subscribe(ws, "quiet")
+        links = list(hub.links.values())
+        before = [link.connects for link in links]
+
+        await asyncio.sleep(3.5)  # more than three probe intervals of silence
+
+        assert [link.connects for link in links] == before
+        assert hub.problem() is None
+        position = await user.publish("quiet", "still there")
+        (message,) = await frames(ws, 1)
+    assert message["id"] == position
 
 
 async def test_a_frozen_redis_is_detected_by_the_probe_and_nothing_is_lost(
@@ -293,3 +316,66 @@ async def test_readiness_says_503_while_the_hub_is_not_subscribed(
 
     assert answer.status_code == 503
     assert answer.json()["error"]["message"] == "the realtime subscriber is not subscribed."
+{%- if cookiecutter.use_sessions %}
+
+
+async def test_a_websocket_without_a_logged_in_session_is_refused_before_accept(
+    two_workers: list[Served],
+) -> None:
+    async with visitor(two_workers[0]) as user:
+        user.headers = {}  # no session cookie
+        with pytest.raises(InvalidStatus) as refused:
+            await user.websocket().__aenter__()
+
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_notification_reaches_every_connection_of_its_user_and_no_one_else(
+    two_workers: list[Served],
+) -> None:
+    async def notify(user: Visitor, data: str) -> None:
+        answer = await user.http.post(
+            "/realtime/notifications", json={"data": data}, headers=user.headers
+        )
+        assert answer.status_code == 202
+
+    async with AsyncExitStack() as stack:
+        ada = await stack.enter_async_context(visitor(two_workers[0]))
+        bob = await stack.enter_async_context(visitor(two_workers[1]))
+        ada_sockets = [await stack.enter_async_context(visitor_socket(worker, ada.headers))
+                       for worker in two_workers]  # fmt: skip
+        bob_socket = await stack.enter_async_context(bob.websocket())
+        for ws in (*ada_sockets, bob_socket):
+            await subscribe(ws, "me")
+
+        await notify(ada, "for ada")
+        await notify(bob, "for bob")
+        await notify(ada, "ada again")
+
+        for ws in ada_sockets:
+            assert [(f["topic"], f["data"]) for f in await frames(ws, 2)] == [
+                ("me", "for ada"), ("me", "ada again")
+            ]  # fmt: skip
+        assert [f["data"] for f in await frames(bob_socket, 1)] == ["for bob"]
+
+
+async def test_logging_out_everywhere_closes_the_users_sockets_in_every_worker(
+    two_workers: list[Served],
+) -> None:
+    async with AsyncExitStack() as stack:
+        ada = await stack.enter_async_context(visitor(two_workers[0]))
+        sockets = [await stack.enter_async_context(visitor_socket(worker, ada.headers))
+                   for worker in two_workers]  # fmt: skip
+        for ws in sockets:
+            await subscribe(ws, "news")
+
+        answer = await ada.http.post("/auth/logout-all", headers=ada.headers)
+        assert answer.status_code == 204
+
+        for ws in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(1):
+                    await drain(ws)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008
+{%- endif %}

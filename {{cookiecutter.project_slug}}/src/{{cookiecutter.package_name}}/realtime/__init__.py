@@ -19,7 +19,12 @@ __all__ = ["realtime_feature"]
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
-    state.realtime = Hub(redis, settings)
+    hub = Hub(redis, settings)
+    state.realtime = hub
+    sessions = getattr(state, "sessions", None)  # the sessions feature, when enabled
+    if sessions is not None:
+        # "Log out everywhere" closes the user's sockets too, in every worker.
+        sessions.logged_out_everywhere.append(hub.disconnect_user)
 
 
 @asynccontextmanager

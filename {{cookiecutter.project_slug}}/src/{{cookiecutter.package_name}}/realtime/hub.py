@@ -44,6 +44,7 @@ HISTORY = LuaScript(__package__, "history.lua")
 # Past every offset: asks the history script for the topic's state and no entries.
 NOW = 2**62
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
+GOING_AWAY, POLICY_VIOLATION = 1001, 1008  # WebSocket close codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,7 @@ class Outbox:
         self.size = 0
         self.too_slow = False
         self.closed = False
+        self.close_code, self.close_reason = 1000, ""
         self._ready = asyncio.Event()
 
     def offer(self, frame: Frame) -> None:
@@ -82,8 +84,11 @@ class Outbox:
             self.size += len(frame.text)
         self._ready.set()
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """No more frames; the connection is to be closed with this WebSocket code."""
+        if not self.closed:
+            self.closed = True
+            self.close_code, self.close_reason = code, reason
         self._ready.set()
 
     async def take(self) -> Frame | None:
@@ -178,6 +183,8 @@ class Link:
         self.hub = hub
         self.client = client
         self.probe_channel = probe_channel
+        self.carries_control = False  # the hubs' control channel (see Hub.disconnect_user)
+        self.connects = 0
         self.channels: dict[str, TopicState] = {}
         self.pubsub: PubSub | None = None
         self.heard_at = time.monotonic()
@@ -242,8 +249,10 @@ class Link:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _connect(self) -> None:
+        self.connects += 1
         self.pubsub = self.client.pubsub()
-        channels = [self.probe_channel, *self.channels]
+        control = [self.hub.control_channel] if self.carries_control else []
+        channels = [self.probe_channel, *control, *self.channels]
         if self.hub.sharded:  # one slot per SSUBSCRIBE
             for channel in channels:
                 await self.pubsub.execute_command(self._verbs[0], channel)
@@ -295,7 +304,11 @@ class Link:
             return
         if kind not in ("message", "smessage"):
             return
-        state = self.channels.get(_text(message[1]))
+        channel = _text(message[1])
+        if channel == self.hub.control_channel:
+            self.hub.on_control(_text(message[2]))
+            return
+        state = self.channels.get(channel)
         if state is None:
             return  # the probe, or a topic just left
         header, _, frame = _text(message[2]).partition("\n")
@@ -313,8 +326,11 @@ class Hub:
         self.topics: dict[str, TopicState] = {}
         self.links: dict[str, Link] = {}
         self.name = secrets.token_hex(6)
-        # Every open connection's outbox, to close them all at once (logout, shutdown).
+        # Every open connection's outbox, to close them all at once (shutdown), and those of
+        # each logged-in user (log out everywhere).
         self.connections: set[Outbox] = set()
+        self.users: dict[str, set[Outbox]] = {}
+        self.control_channel = hash_tagged(self.prefix, "rt-control", "live")
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -323,15 +339,17 @@ class Hub:
         """Start listening, and give the subscriber up to REALTIME_PROBE_SECONDS to be in place,
         so that the app is ready when its startup ends (it starts all the same without Redis)."""
         if self.sharded:
-            return  # a subscriber per node, as topics come
-        link = self._start_link("", self.redis)
+            link = self._node_link(self.control_channel)
+        else:
+            link = self._start_link("", self.redis)
+        link.carries_control = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.realtime_probe_seconds):
                 await link.ready.wait()
 
     async def stop(self) -> None:
         for outbox in list(self.connections):
-            outbox.close()
+            outbox.close(GOING_AWAY, "the server is shutting down")
         for link in self.links.values():
             if link.task is not None:
                 link.task.cancel()
@@ -353,11 +371,13 @@ class Hub:
         return link
 
     def _link_for(self, topic: Topic) -> Link:
-        if not self.sharded:
-            return self.links[""]
-        node = cast(RedisCluster, self.redis).get_node_from_key(topic.channel)
+        return self._node_link(topic.channel) if self.sharded else self.links[""]
+
+    def _node_link(self, channel: str) -> Link:
+        """On a Cluster: the link to the node that serves `channel` (made if need be)."""
+        node = cast(RedisCluster, self.redis).get_node_from_key(channel)
         if node is None:
-            raise RedisClusterException(f"no node serves {topic.channel}")
+            raise RedisClusterException(f"no node serves {channel}")
         link = self.links.get(node.name)
         if link is None:
             # A connection of its own, made the way the cluster client makes its connections.
@@ -455,6 +475,29 @@ class Hub:
             for offset, frame in history.entries:
                 sub.receive(Position(history.epoch, offset), frame)
         sub.caught_up()
+
+    def connected(self, outbox: Outbox, user: str | None) -> None:
+        self.connections.add(outbox)
+        if user is not None:
+            self.users.setdefault(user, set()).add(outbox)
+
+    def disconnected(self, outbox: Outbox, user: str | None) -> None:
+        self.connections.discard(outbox)
+        if user is not None and user in self.users:
+            self.users[user].discard(outbox)
+            if not self.users[user]:
+                del self.users[user]
+
+    async def disconnect_user(self, user: str) -> None:
+        """Close every connection of `user`, in every worker: through the control channel."""
+        command = "SPUBLISH" if self.sharded else "PUBLISH"
+        await self.redis.execute_command(command, self.control_channel, f"logout {user}")
+
+    def on_control(self, message: str) -> None:
+        verb, _, user = message.partition(" ")
+        if verb == "logout":
+            for outbox in list(self.users.get(user, ())):
+                outbox.close(POLICY_VIOLATION, "logged out")
 
     def outbox(self) -> Outbox:
         settings = self.settings

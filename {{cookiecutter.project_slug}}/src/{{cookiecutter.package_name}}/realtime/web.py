@@ -132,8 +132,9 @@ def build_router(
         subscription = await hub.subscribe(
             outbox, _topic(hub, topic, user), Position.parse(last_event_id)
         )
+        hub.connected(outbox, user)
         return StreamingResponse(
-            _events(hub, outbox, subscription),
+            _events(hub, outbox, subscription, user),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -156,7 +157,9 @@ def build_router(
     return router
 
 
-async def _events(hub: Hub, outbox: Outbox, subscription: Subscription) -> AsyncIterator[str]:
+async def _events(
+    hub: Hub, outbox: Outbox, subscription: Subscription, user: str | None
+) -> AsyncIterator[str]:
     heartbeat = hub.settings.realtime_sse_heartbeat_seconds
     try:
         while True:
@@ -167,7 +170,7 @@ async def _events(hub: Hub, outbox: Outbox, subscription: Subscription) -> Async
                 yield ": heartbeat\n\n"
                 continue
             if frame is None:
-                return  # too slow: the browser reconnects with Last-Event-ID
+                return  # too slow or closed: a browser reconnects with Last-Event-ID
             if frame.kind == "subscribed":
                 continue  # the answer having begun says so
             if frame.position is None:
@@ -176,6 +179,7 @@ async def _events(hub: Hub, outbox: Outbox, subscription: Subscription) -> Async
                 yield f"id: {frame.position}\nevent: {frame.kind}\ndata: {frame.text}\n\n"
     finally:
         hub.unsubscribe(subscription)
+        hub.disconnected(outbox, user)
 
 
 class _Connection:
@@ -194,8 +198,13 @@ class _Connection:
 
     async def read(self) -> None:
         while True:
-            text = await self.websocket.receive_text()
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            text = message.get("text")
             try:
+                if text is None:
+                    raise ServiceError(400, "bad_frame", "Frames are text (JSON), not binary.")
                 await self.handle(text)
             except UNAVAILABLE_ERRORS:
                 self.error("unavailable", "Redis is unavailable; try again.")
@@ -227,6 +236,9 @@ class _Connection:
                 await self.websocket.send_text(frame.text)
         if self.outbox.too_slow:
             raise _TooSlowError
+        # Closed by the hub (logged out everywhere, shutdown).
+        async with asyncio.timeout(send_timeout):
+            await self.websocket.close(self.outbox.close_code, self.outbox.close_reason)
 
     def close(self) -> None:
         self.outbox.close()
@@ -260,7 +272,7 @@ def _client_frame(text: str) -> dict[str, Any]:
 
 async def _serve(websocket: WebSocket, hub: Hub, user: str | None) -> None:
     connection = _Connection(websocket, hub, user)
-    hub.connections.add(connection.outbox)
+    hub.connected(connection.outbox, user)
     reader = asyncio.ensure_future(connection.read())
     writer = asyncio.ensure_future(connection.write())
     try:
@@ -268,7 +280,7 @@ async def _serve(websocket: WebSocket, hub: Hub, user: str | None) -> None:
     finally:
         reader.cancel()
         writer.cancel()
-        hub.connections.discard(connection.outbox)
+        hub.disconnected(connection.outbox, user)
         connection.close()  # nothing more is queued for it from here on
     failed = next(iter(done)).exception()
     if isinstance(failed, _TooSlowError | TimeoutError):

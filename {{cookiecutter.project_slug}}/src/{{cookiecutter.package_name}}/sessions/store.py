@@ -150,6 +150,9 @@ class SessionStore:
             self._secret = secret.get_secret_value().encode()
         self.breaker = CircuitBreaker.from_settings("sessions", settings, logger)
         self._signatures: dict[str, str] = {}
+        # Called with the username after "log out everywhere" (other features end what
+        # they hold for that user, such as open WebSockets).
+        self.logged_out_everywhere: list[Callable[[str], Awaitable[None]]] = []
 
     # -- keys -------------------------------------------------------------------------
 
@@ -367,6 +370,8 @@ class SessionStore:
             [self._key(tag, "meta"), self._key(tag, "index")],
             [secrets.token_hex(8), self._max_age_ms],
         )
+        for then in self.logged_out_everywhere:
+            await then(username)
 
     async def active_sessions(self, current: Session) -> list[SessionInfo]:
         """The live sessions of the current session's user, newest first; no raw ids."""
