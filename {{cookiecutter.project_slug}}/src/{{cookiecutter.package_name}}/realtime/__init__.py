@@ -1,5 +1,5 @@
 """Real-time fan-out across worker processes: the hub (`hub`), the routes (`web`), topics and
-positions (`topics`), the Lua in `lua/`."""
+positions (`topics`), leaderboards (`leaderboards`), the Lua in `lua/`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..features import Feature
 from ..redis_client import RedisClient
 from ..settings import Settings
 from .hub import Hub
+from .leaderboards import Leaderboards, build_leaderboard_router
 from .web import Identify, anyone, build_router
 
 __all__ = ["realtime_feature"]
@@ -21,6 +22,7 @@ __all__ = ["realtime_feature"]
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
     hub = Hub(redis, settings)
     state.realtime = hub
+    state.leaderboards = Leaderboards(hub)
     sessions = getattr(state, "sessions", None)  # the sessions feature, when enabled
     if sessions is not None:
         # "Log out everywhere" closes the user's sockets too, in every worker.
@@ -53,7 +55,10 @@ def realtime_feature(
     return Feature(
         name="realtime",
         start=_start,
-        routers=[build_router(identify, user, notifications=notifications)],
+        routers=[
+            build_router(identify, user, notifications=notifications),
+            build_leaderboard_router(user),
+        ],
         run=_running,
         ready=_problem,
     )
