@@ -13,7 +13,7 @@ from tests.service import Service, SettingsFactory, serve
 pytestmark = pytest.mark.anyio
 
 # The README's key layout: the keys that are data, not state that runs out.
-{%- if cookiecutter.use_cache or cookiecutter.use_sessions %}
+{%- if cookiecutter.use_cache or cookiecutter.use_sessions or cookiecutter.use_realtime %}
 LONG_LIVED_SUFFIXES = (
 {%- if cookiecutter.use_cache %}
     ":ver",  # a cache namespace's version: one small string per namespace
@@ -21,6 +21,9 @@ LONG_LIVED_SUFFIXES = (
 {%- endif %}
 {%- if cookiecutter.use_sessions %}
     ":account",  # a demo account
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
+    ":all",  # an all-time leaderboard
 {%- endif %}
 )
 {%- else %}
@@ -66,12 +69,17 @@ async def drive_every_route(service: Service) -> None:
     assert published.status_code == 202
     notified = await client.post("/realtime/notifications", json={"data": "hi"}, headers=csrf)
     assert notified.status_code == 202
+    score = {"member": "late", "increment": 3}
+    scored = await client.post("/leaderboards/arcade/scores", json=score, headers=csrf)
+    assert scored.status_code == 200
 {%- endif %}
     await asyncio.sleep(1.2)  # past SESSION_IDLE_TTL_SECONDS: the session expires
     assert (await client.get("/auth/me")).status_code == 401
 {%- elif cookiecutter.use_realtime %}
     published = await client.post("/realtime/topics/news/messages", json={"data": {"n": 1}})
     assert published.status_code == 202
+    score = {"member": "ada", "increment": 3}
+    assert (await client.post("/leaderboards/arcade/scores", json=score)).status_code == 200
 {%- endif %}
 
 

@@ -32,10 +32,12 @@ def _start(state: State, redis: RedisClient, settings: Settings) -> None:
 @asynccontextmanager
 async def _running(state: State) -> AsyncIterator[None]:
     hub: Hub = state.realtime
+    leaderboards: Leaderboards = state.leaderboards
     await hub.start()
     try:
         yield
     finally:
+        await leaderboards.stop()
         await hub.stop()
 
 

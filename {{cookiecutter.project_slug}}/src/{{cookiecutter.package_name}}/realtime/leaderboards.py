@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from ..contract import errors
 from ..errors import ServiceError
@@ -41,9 +41,18 @@ BoardName = Annotated[str, Path(pattern=TOPIC_PATTERN, examples=["arcade"])]
 MemberName = Annotated[str, Path(min_length=1, max_length=64, examples=["alice"])]
 
 
+def _json_integer(value: object) -> object:
+    """A JSON integer (10, or 10.0), not a string or a boolean that Python would take."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
 class ScoreChange(BaseModel):
     member: str = Field(min_length=1, max_length=64, examples=["alice"])
-    increment: int = Field(ge=-MAX_INCREMENT, le=MAX_INCREMENT, examples=[10])
+    increment: Annotated[int, BeforeValidator(_json_integer)] = Field(
+        ge=-MAX_INCREMENT, le=MAX_INCREMENT, examples=[10]
+    )
 
 
 class Standing(BaseModel):
@@ -134,6 +143,12 @@ class Leaderboards:
         _, rank, stored, first, start, *flat = reply
         entries = _entries(int(first), int(start), flat)
         return Around(rank=int(rank), score=_points(stored), around=entries)
+
+    async def stop(self) -> None:
+        """At shutdown: announcements still waiting for their window are dropped."""
+        for task in list(self._announcing):
+            task.cancel()
+        await asyncio.gather(*self._announcing, return_exceptions=True)
 
     async def _announce(self, board: str) -> None:
         """Once the gate's window has passed: the board as it then is, on its topic."""
