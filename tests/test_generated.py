@@ -99,7 +99,7 @@ def test_generated_project_test_suite_passes(
     result = shared_environment.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *faults,
         cwd=project.path,
-        env={"REQUIRE_REDIS": "1"},
+        env={"REQUIRE_REDIS": "1", "REQUIRE_BROWSER": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
     assert " passed" in result.stdout

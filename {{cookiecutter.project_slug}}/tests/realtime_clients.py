@@ -38,13 +38,17 @@ class Served:
 
 
 @asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[Served]:
-    """The app behind uvicorn on 127.0.0.1 and a free port, lifespan included."""
+async def served(app: FastAPI, port: int = 0) -> AsyncIterator[Served]:
+    """The app behind uvicorn on 127.0.0.1 and `port` (0: a free one), lifespan included."""
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
     port = listener.getsockname()[1]
     # As the Dockerfile and `make run` serve it.
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", ws="websockets-sansio",
+        timeout_graceful_shutdown=1,  # open event streams would hold the shutdown forever
+    )  # fmt: skip
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:

@@ -277,6 +277,7 @@ async def test_a_quiet_hub_probes_itself_and_stays_connected(two_workers: list[S
     assert message["id"] == position
 
 
+@pytest.mark.faults
 async def test_a_frozen_redis_is_detected_by_the_probe_and_nothing_is_lost(
     realtime_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.anyio
 
 
 def production(**overrides: Any) -> Settings:
-    values = {**PRODUCTION, "redis_url": "redis://redis:6379/0", **overrides}
+    values = {**PRODUCTION, "redis_url": "redis://redis:6379/0", "redis_topology": "standalone"}
+    values.update(overrides)
     return Settings(_env_file=None, **values)
 
 

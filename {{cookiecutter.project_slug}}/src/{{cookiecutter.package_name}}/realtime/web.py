@@ -11,14 +11,17 @@ handshake gets 403.
 # FastAPI must see their annotations (which name its arguments) as objects, not strings.
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, WebSocket, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field, JsonValue
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
@@ -36,6 +39,24 @@ MAX_CLIENT_FRAME_BYTES = 4096
 MAX_TOPICS_PER_CONNECTION = 100
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the client fell behind; resume and retry
 CLOSE_WAIT_SECONDS = 10
+
+DEMO_PAGE = (resources.files(__package__ or __name__) / "demo.html").read_text("utf-8")
+
+
+def _inline_hash(tag: str) -> str:
+    """The CSP source of the page's one inline <tag> element: nothing else may run."""
+    body = DEMO_PAGE.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+
+
+DEMO_HEADERS = {
+    "Content-Security-Policy": (
+        f"default-src 'none'; script-src {_inline_hash('script')}; "
+        f"style-src {_inline_hash('style')}; connect-src 'self'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "Cache-Control": "no-store",
+}
 
 # Who is connecting: a username, None for anyone (no sessions); raises to refuse.
 Identify = Callable[[HTTPConnection], Awaitable[str | None]]
@@ -138,6 +159,11 @@ def build_router(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @router.get("/demo", include_in_schema=False)
+    async def demo() -> HTMLResponse:
+        """A page that follows a topic over both transports and shows a live leaderboard."""
+        return HTMLResponse(DEMO_PAGE, headers=DEMO_HEADERS)
 
     @router.websocket("/ws")
     async def websocket(websocket: WebSocket) -> None:
