@@ -179,8 +179,11 @@ class Link:
     """One subscriber connection and the channels it carries. On a Cluster there is one per
     node; elsewhere one per hub."""
 
-    def __init__(self, hub: Hub, client: RedisClient | Redis, probe_channel: str) -> None:
+    def __init__(
+        self, hub: Hub, name: str, client: RedisClient | Redis, probe_channel: str
+    ) -> None:
         self.hub = hub
+        self.name = name
         self.client = client
         self.probe_channel = probe_channel
         self.carries_control = False  # the hubs' control channel (see Hub.disconnect_user)
@@ -218,6 +221,24 @@ class Link:
         finally:
             self.acks.pop(channel, None)
 
+    async def _rehomed(self) -> bool:
+        """On a Cluster: after a failure, whether this link still has channels to carry."""
+        try:
+            if await self.hub.rehome(self):
+                return True
+        except Exception:  # the cluster is still failing over: try again next time
+            logger.debug("moving realtime channels failed", exc_info=True)
+            return True
+        if isinstance(self.client, Redis) and self.client is not self.hub.redis:
+            await self.client.aclose()
+        return False
+
+    async def add_control(self) -> None:
+        self.carries_control = True
+        if self.pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):  # else subscribed on reconnect
+                await self.pubsub.execute_command(self._verbs[0], self.hub.control_channel)
+
     def drop(self, state: TopicState) -> None:
         if self.channels.get(state.topic.channel) is state:
             del self.channels[state.topic.channel]
@@ -245,6 +266,8 @@ class Link:
             except Exception as error:  # whatever it is: reconnect
                 logger.warning("realtime subscriber lost (%r); reconnecting", error)
             await self._disconnect()
+            if self.hub.sharded and not await self._rehomed():
+                return  # its channels live on other nodes now
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -365,7 +388,7 @@ class Hub:
             probe = self._probe_channel_on(name)
         else:
             probe = hash_tagged(self.prefix, f"rt-probe:{self.name}", "live")
-        link = Link(self, client, probe)
+        link = Link(self, name, client, probe)
         self.links[name] = link
         link.task = asyncio.get_running_loop().create_task(link.run())
         return link
@@ -387,6 +410,29 @@ class Hub:
             client = Redis(connection_pool=pool)
             link = self._start_link(node.name, client)
         return link
+
+    async def rehome(self, link: Link) -> bool:
+        """On a Cluster, after `link` failed: move its channels to the nodes that serve them
+        now (a failover promotes a replica). False when nothing is left on `link`."""
+        cluster = cast(RedisCluster, self.redis)
+        await cluster.nodes_manager.initialize()  # the slot map as it is now
+        for state in list(link.channels.values()):
+            owner = self._node_link(state.topic.channel)
+            if owner is not link:
+                link.drop(state)
+                state.link = owner
+                await owner.add(state)
+                await self._fill(state)
+        if link.carries_control:
+            owner = self._node_link(self.control_channel)
+            if owner is not link:
+                link.carries_control = False
+                await owner.add_control()
+        if link.channels or link.carries_control:
+            return True
+        if self.links.get(link.name) is link:
+            del self.links[link.name]
+        return False
 
     def _probe_channel_on(self, node_name: str) -> str:
         """A probe channel of this hub in a slot that node `node_name` serves."""
