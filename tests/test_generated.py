@@ -5,6 +5,7 @@ redis-server processes."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +17,35 @@ pytestmark = pytest.mark.slow
 
 COMBINATIONS = generated_combinations()
 PARAMS = params(COMBINATIONS, group="generated-")
+
+
+def _first_of_each(key: Callable[[dict[str, Any]], object | None]) -> set[str]:
+    """The ids of the first combination of each value of `key` (None: never)."""
+    chosen: dict[object, str] = {}
+    for combination in COMBINATIONS:
+        value = key(combination)
+        if value is not None:
+            chosen.setdefault(value, combination_id(combination))
+    return set(chosen.values())
+
+
+# The fault tests (about 40 s) start a standalone server of their own, whatever the topology
+# (the Sentinel and Cluster renders test failover instead). What they exercise depends only
+# on which stateful features there are: they run in the first standalone render of each set.
+FAULT_RUNS = _first_of_each(
+    lambda c: (
+        (c["use_cache"], c["use_sessions"], c["rate_limiting"] != "none")
+        if c["redis_topology"] == "standalone"
+        else None
+    )
+)
+# The demo page differs only by whether there is a login form: one browser run for each.
+BROWSER_RUNS = _first_of_each(lambda c: c["use_sessions"] if c["use_realtime"] else None)
+
+
+def test_the_fault_and_browser_tests_run_in_the_all_on_render() -> None:
+    assert combination_id(all_on()) in FAULT_RUNS & BROWSER_RUNS
+    assert len(BROWSER_RUNS) == 2
 
 
 def test_the_generated_set_includes_the_landmarks() -> None:
@@ -93,13 +123,17 @@ def test_generated_project_test_suite_passes(
 ) -> None:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: the generated integration tests need it")
-    # The fault tests (45 s) start a standalone server of their own whatever the topology:
-    # the standalone renders run them; the Sentinel and Cluster ones test failover instead.
-    faults = [] if combination["redis_topology"] == "standalone" else ["-m", "not faults"]
+    key = combination_id(combination)
+    options = [] if key in FAULT_RUNS else ["-m", "not faults"]
+    if key in BROWSER_RUNS:
+        environment = {"REQUIRE_REDIS": "1", "REQUIRE_BROWSER": "1"}  # a skip would fail
+    else:
+        environment = {"REQUIRE_REDIS": "1"}
+        options.append("--ignore=tests/integration/test_realtime_browser.py")
     result = shared_environment.run(
-        "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *faults,
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *options,
         cwd=project.path,
-        env={"REQUIRE_REDIS": "1", "REQUIRE_BROWSER": "1"},
+        env=environment,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
     assert " passed" in result.stdout

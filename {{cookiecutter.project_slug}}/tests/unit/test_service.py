@@ -40,6 +40,17 @@ async def test_liveness_does_not_need_redis(make_settings: SettingsFactory) -> N
     assert response.status_code == 200
 
 
+async def test_the_service_starts_at_once_when_redis_refuses(
+    make_settings: SettingsFactory,
+) -> None:
+    # Nothing waits out a timeout at startup: readiness says 503 until Redis is back.
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    started = time.perf_counter()
+    async with serve(settings):
+        elapsed = time.perf_counter() - started
+    assert elapsed < 2.0
+
+
 async def test_readiness_is_ok_when_redis_answers(memory_service: Service) -> None:
     response = await memory_service.client.get("/health/ready")
     assert response.status_code == 200

@@ -195,6 +195,7 @@ class Link:
         self.task: asyncio.Task[None] | None = None
         self.acks: dict[str, asyncio.Future[None]] = {}
         self.ready = asyncio.Event()  # set once subscribed, cleared while not
+        self.settled = asyncio.Event()  # set once the first attempt succeeded or failed
 
     @property
     def subscribed(self) -> bool:
@@ -265,6 +266,7 @@ class Link:
                 raise
             except Exception as error:  # whatever it is: reconnect
                 logger.warning("realtime subscriber lost (%r); reconnecting", error)
+                self.settled.set()
             await self._disconnect()
             if self.hub.sharded and not await self._rehomed():
                 return  # its channels live on other nodes now
@@ -321,6 +323,7 @@ class Link:
             channel = _text(message[1])
             if channel == self.probe_channel:
                 self.ready.set()
+                self.settled.set()
             acknowledged = self.acks.get(channel)
             if acknowledged is not None and not acknowledged.done():
                 acknowledged.set_result(None)
@@ -359,8 +362,9 @@ class Hub:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start listening, and give the subscriber up to REALTIME_PROBE_SECONDS to be in place,
-        so that the app is ready when its startup ends (it starts all the same without Redis)."""
+        """Start listening, and wait for the subscriber's first attempt (at most
+        REALTIME_PROBE_SECONDS): the app is ready when its startup ends, and a Redis that
+        refuses does not hold the startup up (readiness says 503 until it is back)."""
         if self.sharded:
             link = self._node_link(self.control_channel)
         else:
@@ -368,7 +372,7 @@ class Hub:
         link.carries_control = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.realtime_probe_seconds):
-                await link.ready.wait()
+                await link.settled.wait()
 
     async def stop(self) -> None:
         for outbox in list(self.connections):
