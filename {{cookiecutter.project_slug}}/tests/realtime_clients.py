@@ -1,11 +1,15 @@
-"""Real clients of the real-time routes: the app served by uvicorn on a free TCP port, and
-WebSocket and SSE clients that reach it over TCP, as a browser would."""
+"""Real clients of the real-time routes: the app served by uvicorn on a free TCP port (in
+this process, or as deployed: uvicorn workers in a process of their own), and WebSocket and
+SSE clients that reach it over TCP, as a browser would."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,13 +17,21 @@ from dataclasses import dataclass, field
 {%- if cookiecutter.use_sessions %}
 from http.cookies import SimpleCookie
 {%- endif %}
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
+from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
+
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from tests.redis_servers import free_port
+from tests.redis_target import RedisTarget
 
 ORIGIN = "http://app.test"
 {%- if cookiecutter.use_sessions %}
@@ -27,14 +39,25 @@ PASSWORD = "correct horse battery staple"
 {%- endif %}
 
 
+PROJECT = Path(__file__).resolve().parents[1]
+
+
 @dataclass
-class Served:
-    app: FastAPI
+class Endpoint:
+    """Where the service answers."""
+
     base_url: str
 
     @property
     def ws_url(self) -> str:
         return self.base_url.replace("http://", "ws://") + "/realtime/ws"
+
+
+@dataclass
+class Served(Endpoint):
+    """The app served in this process (its state can be looked at)."""
+
+    app: FastAPI
 
 
 @asynccontextmanager
@@ -56,18 +79,102 @@ async def served(app: FastAPI, port: int = 0) -> AsyncIterator[Served]:
             if serving.done():
                 serving.result()
             await asyncio.sleep(0.01)
-        yield Served(app, f"http://127.0.0.1:{port}")
+        yield Served(base_url=f"http://127.0.0.1:{port}", app=app)
     finally:
         server.should_exit = True
         await serving
         listener.close()
 
 
+def environment_of(settings: Settings) -> dict[str, str]:
+    """`settings` as the environment variables a server process reads them from."""
+    environment = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        environment[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return environment
+
+
+@asynccontextmanager
+async def server_process(settings: Settings) -> AsyncIterator[Endpoint]:
+    """The service as deployed: uvicorn in a process of its own (one worker, as the
+    Dockerfile runs it), configured by its environment, on a free port; from when it
+    answers ready until the block ends."""
+    port = free_port()
+    python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
+        "--factory", "--host", "127.0.0.1", "--port", str(port),
+        "--ws", "websockets-sansio", "--timeout-graceful-shutdown", "1",
+        "--no-access-log", "--log-level", "warning",
+        env={**os.environ, **environment_of(settings), "PYTHONPATH": python_path},
+    )  # fmt: skip
+    endpoint = Endpoint(f"http://127.0.0.1:{port}")
+    try:
+        async with httpx.AsyncClient(base_url=endpoint.base_url) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await http.get("/health/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not become ready ({process.returncode=})")
+                await asyncio.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def subscribers(target: RedisTarget | str, channel: str) -> int:
+    """How many connections Redis delivers the channel to, over every master (`target`,
+    or one standalone server's URL)."""
+    urls = [target] if isinstance(target, str) else target.monitor_urls
+    sharded = not isinstance(target, str) and target.topology == "cluster"
+    total = 0
+    for url in urls:
+        async with Redis.from_url(url) as node:
+            kind = "SHARDNUMSUB" if sharded else "NUMSUB"
+            reply = await node.execute_command("PUBSUB", kind, channel)  # type: ignore[no-untyped-call]
+            total += int(reply[1])
+    return total
+
+
+async def publisher_process(
+    workers: list[Endpoint], headers: dict[str, str], topic: str, count: int, rate: float = 0
+) -> list[str]:
+    """`count` messages ({"n": 0}, {"n": 1}, ...) published from a process of its own
+    (tests/realtime_publisher.py) through each worker in turn, each retried until
+    acknowledged: their positions."""
+    python_path = os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.realtime_publisher", topic, str(count), "--rate", str(rate),
+        *(worker.base_url for worker in workers),
+        env={**os.environ, "PUBLISHER_HEADERS": json.dumps(headers), "PYTHONPATH": python_path},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, errors = await process.communicate()
+    assert process.returncode == 0, errors.decode()
+    return output.decode().split()
+
+
 @dataclass
 class Visitor:
     """Someone using the service{% if cookiecutter.use_sessions %}: a registered, logged-in user{% endif %}."""
 
-    served: Served
+    served: Endpoint
     http: httpx.AsyncClient
     name: str
     headers: dict[str, str] = field(default_factory=dict)
@@ -86,7 +193,7 @@ class Visitor:
 
 @asynccontextmanager
 async def visitor_socket(
-    served: Served, headers: dict[str, str], origin: str = ORIGIN
+    served: Endpoint, headers: dict[str, str], origin: str = ORIGIN
 ) -> AsyncIterator[ClientConnection]:
     """A WebSocket to `served` with these credentials (the same user on another worker)."""
     cookie = {"cookie": headers["cookie"]} if "cookie" in headers else {}
@@ -95,7 +202,7 @@ async def visitor_socket(
 
 
 @asynccontextmanager
-async def visitor(served: Served, name: str | None = None) -> AsyncIterator[Visitor]:
+async def visitor(served: Endpoint, name: str | None = None) -> AsyncIterator[Visitor]:
     name = name or f"user-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=served.base_url) as http:
         found = Visitor(served, http, name)
@@ -134,6 +241,17 @@ async def frames(ws: ClientConnection, count: int, within: float = 5.0) -> list[
     received: list[dict[str, Any]] = []
     async with asyncio.timeout(within):
         while len(received) < count:
+            received.append(json.loads(await ws.recv()))
+    return received
+
+
+async def frames_until(
+    ws: ClientConnection, last: Callable[[dict[str, Any]], bool], within: float = 60.0
+) -> list[dict[str, Any]]:
+    """The frames the server sends, up to and including the first for which `last` holds."""
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while not received or not last(received[-1]):
             received.append(json.loads(await ws.recv()))
     return received
 

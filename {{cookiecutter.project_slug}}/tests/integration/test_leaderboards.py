@@ -11,7 +11,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.main import create_app
 
-from tests.realtime_clients import ORIGIN, Visitor, frames, served, subscribe, visitor
+from tests.realtime_clients import ORIGIN, Served, Visitor, frames, served, subscribe, visitor
 from tests.redis_target import RedisTarget
 from tests.service import SettingsFactory
 
@@ -113,6 +113,7 @@ async def test_the_day_board_counts_too_and_expires_a_week_after_its_day_set_onc
     player: Visitor, redis_target: RedisTarget
 ) -> None:
     await add(player, "daily", "alice", 5)
+    assert isinstance(player.served, Served)  # in this process: its state can be read
     boards = player.served.app.state.leaderboards
     key = boards.key("daily", "day")
     admin = redis_target.admin()

@@ -31,6 +31,7 @@ from tests.realtime_clients import (
     served,
     sse,
     subscribe,
+    subscribers,
     take,
     until,
     visitor,
@@ -74,17 +75,6 @@ async def two_workers(realtime_settings: SettingsFactory) -> AsyncIterator[list[
 def hub_of(worker: Served) -> Hub:
     hub: Hub = worker.app.state.realtime
     return hub
-
-
-async def subscribers(target: RedisTarget, channel: str) -> int:
-    """How many connections Redis delivers the channel to, over every master."""
-    total = 0
-    for url in target.monitor_urls:
-        async with Redis.from_url(url) as node:
-            kind = "SHARDNUMSUB" if target.topology == "cluster" else "NUMSUB"
-            reply = await node.execute_command("PUBSUB", kind, channel)  # type: ignore[no-untyped-call]
-            total += int(reply[1])
-    return total
 
 
 async def drain(ws: ClientConnection) -> None:

@@ -590,22 +590,27 @@ class Hub:
     async def _fill(self, state: TopicState, until: int | None = None) -> None:
         history = await self.history(state.topic, state.offset)
         if history is None:
+            if state.epoch is not None:  # it had a history, now lost (Redis lost its data)
+                self._start_over(state, None, 0)
             return
         if state.epoch is None:
             state.epoch = history.epoch  # the topic began while the hub was not listening
         elif history.epoch != state.epoch or history.oldest > state.offset + 1:
             # The gap is not in the history any more: every member starts over from here.
-            for member in state.members:
-                member.resync()
-                member.epoch = history.epoch
-            state.epoch, state.offset = history.epoch, history.last
-            for member in state.members:
-                member.delivered = history.last
+            self._start_over(state, history.epoch, history.last)
             return
         for offset, frame in history.entries:
             if until is not None and offset > until:
                 break
             self._pass_on(state, Position(history.epoch, offset), frame)
+
+    @staticmethod
+    def _start_over(state: TopicState, epoch: str | None, last: int) -> None:
+        """Each member gets one `resync`, then goes on from `last` of `epoch`."""
+        for member in state.members:
+            member.resync()
+            member.epoch, member.delivered = epoch, last
+        state.epoch, state.offset = epoch, last
 
     async def fill_gaps(self, states: Iterable[TopicState]) -> None:
         """After a (re)connect: what each topic published while the hub was not listening."""

@@ -1,0 +1,166 @@
+"""Real-time as deployed: two uvicorn server processes (two workers, or two containers),
+WebSocket clients over TCP, and a publisher in a third process. Every client gets every
+acknowledged message, in order and once, across the workers and through the death of Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from {{ cookiecutter.package_name }}.realtime.topics import Topic
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from tests.realtime_clients import (
+    ORIGIN,
+    Endpoint,
+    frames_until,
+    publisher_process,
+    server_process,
+    subscribe,
+    subscribers,
+    visitor,
+    visitor_socket,
+)
+from tests.redis_servers import RedisServer
+from tests.redis_target import RedisTarget
+from tests.service import SettingsFactory
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def process_settings(real_settings: SettingsFactory) -> SettingsFactory:
+    def factory(**overrides: Any) -> Settings:
+        values = {
+            "realtime_allowed_origins": [ORIGIN],
+            "realtime_probe_seconds": 1.0,
+{%- if cookiecutter.use_sessions %}
+            "password_hash_cost": 10,
+            "session_secret": "w" * 40,  # one secret for both workers
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+            "rate_limit_default": "1000000/minute",
+{%- endif %}
+        }
+        return real_settings(**{**values, **overrides})
+
+    return factory
+
+
+@asynccontextmanager
+async def two_workers(settings: Settings) -> AsyncIterator[list[Endpoint]]:
+    """Two server processes on one Redis, each with its own hub."""
+    async with server_process(settings) as first, server_process(settings) as second:
+        yield [first, second]
+
+
+async def listeners(
+    stack: AsyncExitStack, workers: list[Endpoint], headers: dict[str, str], topic: str, each: int
+) -> list[ClientConnection]:
+    """`each` WebSockets on each worker, subscribed to `topic`."""
+    sockets = []
+    for worker in workers:
+        for _ in range(each):
+            ws = await stack.enter_async_context(visitor_socket(worker, headers))
+            await subscribe(ws, topic)
+            sockets.append(ws)
+    return sockets
+
+
+async def logged_in(stack: AsyncExitStack, worker: Endpoint) -> dict[str, str]:
+    """The headers of a logged-in user (the session works on every worker)."""
+    user = await stack.enter_async_context(visitor(worker))
+    return user.headers
+
+
+def listen(
+    sockets: list[ClientConnection], last_n: int
+) -> list[asyncio.Task[list[dict[str, Any]]]]:
+    """Each socket's frames until the message {"n": last_n}, read as they come."""
+
+    def is_last(frame: dict[str, Any]) -> bool:
+        return frame.get("data") == {"n": last_n}
+
+    return [asyncio.create_task(frames_until(ws, is_last)) for ws in sockets]
+
+
+def offsets(frames: list[dict[str, Any]]) -> list[int]:
+    return [int(frame["id"].split(":")[1]) for frame in frames if frame["type"] == "message"]
+
+
+async def test_every_client_on_both_worker_processes_gets_all_1000_messages_in_order(
+    process_settings: SettingsFactory, redis_target: RedisTarget
+) -> None:
+    settings = process_settings()
+    async with two_workers(settings) as workers, AsyncExitStack() as stack:
+        headers = await logged_in(stack, workers[0])
+        sockets = await listeners(stack, workers, headers, "fanout", each=100)
+        listening = listen(sockets, last_n=999)
+
+        published = await publisher_process(workers, headers, "fanout", 1000)
+
+        received = await asyncio.gather(*listening)
+        channel = Topic.make(settings.redis_key_prefix, "fanout").channel
+        assert await subscribers(redis_target, channel) == 2  # one per worker, not per client
+
+    for frames in received:
+        assert [frame["id"] for frame in frames] == published
+
+
+async def test_no_acknowledged_message_is_lost_or_repeated_when_redis_is_killed_mid_stream(
+    process_settings: SettingsFactory, durable_redis_server: RedisServer
+) -> None:
+    # appendfsync always: what Redis acknowledged is on disk before the answer.
+    settings = process_settings(redis_url=durable_redis_server.url, redis_topology="standalone")
+    async with two_workers(settings) as workers, AsyncExitStack() as stack:
+        headers = await logged_in(stack, workers[0])
+        sockets = await listeners(stack, workers, headers, "survives", each=10)
+        listening = listen(sockets, last_n=399)
+        publishing = asyncio.create_task(
+            publisher_process(workers, headers, "survives", 400, rate=100)
+        )
+        await asyncio.sleep(1.5)
+        durable_redis_server.kill()  # SIGKILL, mid-stream
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(durable_redis_server.start)
+
+        published = await publishing
+        received = await asyncio.gather(*listening)
+
+    acknowledged = [int(position.split(":")[1]) for position in published]
+    for frames in received:
+        assert all(frame["type"] == "message" for frame in frames)  # no resync: nothing lost
+        got = offsets(frames)
+        assert got == sorted(set(got))  # in order, and each once
+        assert set(acknowledged) <= set(got)
+
+
+async def test_with_no_persistence_every_client_gets_a_resync_within_one_probe_interval(
+    process_settings: SettingsFactory, own_redis_server: RedisServer
+) -> None:
+    settings = process_settings(redis_url=own_redis_server.url, redis_topology="standalone")
+    async with two_workers(settings) as workers, AsyncExitStack() as stack:
+        headers = await logged_in(stack, workers[0])
+        sockets = await listeners(stack, workers, headers, "forgotten", each=10)
+        listening = listen(sockets, last_n=9)
+        await publisher_process(workers, headers, "forgotten", 10)
+        await asyncio.gather(*listening)
+
+        own_redis_server.kill()  # and with it, every topic's history
+        await asyncio.to_thread(own_redis_server.start)
+        restarted = time.monotonic()
+        resyncs = [
+            asyncio.create_task(frames_until(ws, lambda frame: frame["type"] == "resync"))
+            for ws in sockets
+        ]
+        for frames in await asyncio.gather(*resyncs):
+            assert frames == [{"type": "resync", "topic": "forgotten"}]
+        waited = time.monotonic() - restarted
+
+    assert waited < settings.realtime_probe_seconds
