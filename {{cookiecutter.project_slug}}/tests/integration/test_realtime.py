@@ -7,7 +7,8 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from socket import SO_RCVBUF, SOL_SOCKET
 from typing import Any
@@ -35,9 +36,7 @@ from tests.realtime_clients import (
     take,
     until,
     visitor,
-{%- if cookiecutter.use_sessions %}
     visitor_socket,
-{%- endif %}
 )
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
@@ -85,9 +84,12 @@ async def drain(ws: ClientConnection) -> None:
 
 
 async def kill_subscriber_connections(target: RedisTarget) -> None:
+    """CLIENT KILL the service's subscriber connections (not the sentinels' own)."""
     for url in target.monitor_urls:
         async with Redis.from_url(url) as node:
-            await node.client_kill_filter(_type="pubsub")
+            for client in await node.client_list(_type="pubsub"):
+                if not client["name"].startswith("sentinel-"):
+                    await node.client_kill_filter(_id=client["id"])
 
 
 async def test_every_subscriber_on_every_worker_gets_every_message_in_order(
@@ -196,6 +198,59 @@ async def test_the_hub_resubscribes_and_fills_the_gap_after_its_connection_is_ki
     assert [frame["id"] for frame in received] == sent
 
 
+async def connected_clients(target: RedisTarget) -> int:
+    """Connections to the masters (CLIENT LIST), but the sentinels' and this one."""
+    total = 0
+    for url in target.monitor_urls:
+        async with Redis.from_url(url) as node:
+            clients = await node.client_list()
+            total += sum(not client["name"].startswith("sentinel-") for client in clients) - 1
+    return total
+
+
+def connects(hub: Hub) -> int:
+    return sum(link.connects for link in hub.links.values())
+
+
+def resubscribed(hubs: list[Hub], before: list[int]) -> Callable[[], bool]:
+    """Whether every hub has connected again since `before`, and Redis confirmed it."""
+    return lambda: all(
+        connects(hub) > count and hub.problem() is None
+        for hub, count in zip(hubs, before, strict=True)
+    )
+
+
+async def test_twenty_killed_subscriber_connections_are_each_replaced_within_2_s_and_none_leaks(
+    two_workers: list[Served], redis_target: RedisTarget
+) -> None:
+    hubs = [hub_of(worker) for worker in two_workers]
+    channel = Topic.make(hubs[0].prefix, "killed-often").channel
+    async with AsyncExitStack() as stack:
+        user = await stack.enter_async_context(visitor(two_workers[0]))
+        sockets = []
+        for worker in two_workers:
+            ws = await stack.enter_async_context(visitor_socket(worker, user.headers))
+            await subscribe(ws, "killed-often")
+            sockets.append(ws)
+        counts = []
+        for _ in range(20):
+            before = [connects(hub) for hub in hubs]
+            await kill_subscriber_connections(redis_target)
+            await until(resubscribed(hubs, before), within=2)
+            async with asyncio.timeout(5):  # and Redis counts one subscriber per worker again
+                while await subscribers(redis_target, channel) != 2:  # noqa: ASYNC110 - polling Redis
+                    await asyncio.sleep(0.02)
+            counts.append(await connected_clients(redis_target))
+        position = await user.publish("killed-often", "still delivered")
+
+        received = [await frames(ws, 1) for ws in sockets]
+
+    # The first reconnects may warm a pool up (on a Cluster, its connections to more nodes);
+    # after that, reconnecting leaves no connection behind.
+    assert max(counts[5:]) <= counts[4]
+    assert [frame["id"] for (frame,) in received] == [position, position]
+
+
 async def test_bad_frames_get_an_error_and_the_socket_stays_open(
     two_workers: list[Served],
 ) -> None:
@@ -268,29 +323,37 @@ async def test_a_quiet_hub_probes_itself_and_stays_connected(two_workers: list[S
 
 
 @pytest.mark.faults
-async def test_a_frozen_redis_is_detected_by_the_probe_and_nothing_is_lost(
+async def test_a_redis_frozen_for_10_s_is_detected_by_the_probe_and_no_worker_stays_deaf(
     realtime_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:
     settings = realtime_settings(redis_url=own_redis_server.url, redis_topology="standalone")
-    async with served(create_app(settings)) as worker, visitor(worker) as user:
-        hub = hub_of(worker)
-        async with user.websocket() as ws:
+    async with AsyncExitStack() as stack:
+        workers = [await stack.enter_async_context(served(create_app(settings))) for _ in range(2)]
+        hubs = [hub_of(worker) for worker in workers]
+        user = await stack.enter_async_context(visitor(workers[0]))
+        sockets = []
+        for worker in workers:
+            ws = await stack.enter_async_context(visitor_socket(worker, user.headers))
             await subscribe(ws, "frozen")
-            sent = [await user.publish("frozen", n) for n in range(3)]
-            own_redis_server.pause()  # SIGSTOP: the connection stays open, and silent
-            try:
-                # Within two probe intervals the hub knows it is deaf, and says so.
-                await until(lambda: hub.problem() is not None, within=2 * 1.0 + 1)
-                ready = await user.http.get("/health/ready")
-            finally:
-                own_redis_server.resume()
-            await until(lambda: hub.problem() is None, within=5)
-            sent += [await user.publish("frozen", n) for n in range(3, 6)]
+            sockets.append(ws)
+        sent = [await user.publish("frozen", n) for n in range(3)]
+        own_redis_server.pause()  # SIGSTOP: the connections stay open, and silent
+        frozen_at = time.monotonic()
+        try:
+            # Within two probe intervals (1 s each) every hub knows it is deaf, and says so.
+            await until(lambda: all(hub.problem() for hub in hubs), within=2 * 1.0 + 0.5)
+            ready = await user.http.get("/health/ready")
+            await asyncio.sleep(max(0.0, frozen_at + 10 - time.monotonic()))
+        finally:
+            own_redis_server.resume()
+        await until(lambda: not any(hub.problem() for hub in hubs), within=5)
+        sent += [await user.publish("frozen", n) for n in range(3, 6)]
 
-            received = await frames(ws, 6)
+        received = [await frames(ws, 6) for ws in sockets]
 
     assert ready.status_code == 503
-    assert [frame["id"] for frame in received] == sent
+    for frames_of_one in received:
+        assert [frame["id"] for frame in frames_of_one] == sent
 
 
 async def test_readiness_says_503_while_the_hub_is_not_subscribed(
