@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from socket import SO_RCVBUF, SOL_SOCKET
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -196,6 +196,38 @@ async def test_the_hub_resubscribes_and_fills_the_gap_after_its_connection_is_ki
         await until(lambda: all(link.subscribed for link in hub.links.values()))
 
     assert [frame["id"] for frame in received] == sent
+
+
+async def test_writes_lost_in_a_failover_give_a_resync_not_dropped_messages(
+    two_workers: list[Served], redis_target: RedisTarget
+) -> None:
+    worker = two_workers[0]
+    topic = Topic.make(hub_of(worker).prefix, "rewound")
+    async with visitor(worker) as user, user.websocket() as ws:
+        await subscribe(ws, "rewound")
+        sent = [await user.publish("rewound", n) for n in range(5)]
+        await frames(ws, 5)
+        # As after a failover to a replica that had not received the last two messages.
+        admin = redis_target.admin()
+        try:
+            entries = await admin.xrange(topic.stream_key, max="3-0")
+            kept = cast(list[tuple[bytes, dict[Any, Any]]], entries)
+            await admin.delete(topic.stream_key)
+            for entry_id, fields in kept:
+                await admin.xadd(topic.stream_key, fields, id=entry_id)
+            await admin.hset(topic.meta_key, "offset", 3)
+        finally:
+            await admin.aclose()
+        await kill_subscriber_connections(redis_target)  # the failover's disconnection
+
+        (resync,) = await frames(ws, 1)
+        again = await user.publish("rewound", "after")
+        (after,) = await frames(ws, 1)
+
+    assert resync == {"type": "resync", "topic": "rewound"}
+    assert again == sent[3]  # a position the client had seen, now with other data
+    assert after["id"] == again
+    assert after["data"] == "after"
 
 
 async def connected_clients(target: RedisTarget) -> int:

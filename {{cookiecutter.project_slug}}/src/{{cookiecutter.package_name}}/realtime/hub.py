@@ -595,8 +595,13 @@ class Hub:
             return
         if state.epoch is None:
             state.epoch = history.epoch  # the topic began while the hub was not listening
-        elif history.epoch != state.epoch or history.oldest > state.offset + 1:
-            # The gap is not in the history any more: every member starts over from here.
+        elif (
+            history.epoch != state.epoch
+            or history.oldest > state.offset + 1  # the gap is not in the history any more
+            or history.last < state.offset  # writes lost (a failover to a lagging replica)
+        ):
+            # Every member starts over from here (else the next offsets, given again,
+            # would be taken for messages already passed on, and dropped).
             self._start_over(state, history.epoch, history.last)
             return
         for offset, frame in history.entries:
