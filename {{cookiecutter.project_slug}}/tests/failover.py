@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+{%- if cookiecutter.use_realtime %}
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+{%- endif %}
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +19,23 @@ from {{ cookiecutter.package_name }}.main import create_app
 {%- if cookiecutter.rate_limiting != "none" %}
 from {{ cookiecutter.package_name }}.ratelimit import rate_limit
 {%- endif %}
+{%- if cookiecutter.use_realtime %}
+from {{ cookiecutter.package_name }}.realtime.hub import Hub
+from {{ cookiecutter.package_name }}.realtime.topics import Topic
+{%- endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
 
+{% if cookiecutter.use_realtime -%}
+from tests.realtime_clients import (
+    ORIGIN,
+    frames_until,
+    served,
+    subscribe,
+    until,
+    visitor,
+    visitor_socket,
+)
+{% endif -%}
 from tests.service import Service, SettingsFactory
 
 PASSWORD = "correct horse battery"
@@ -51,16 +70,22 @@ def failover_settings(make_settings: SettingsFactory, **overrides: Any) -> Setti
 {%- if cookiecutter.rate_limiting != "none" %}
         rate_limit_default="100000/hour",
 {%- endif %}
+{%- if cookiecutter.use_realtime %}
+        realtime_allowed_origins=[ORIGIN],
+{%- endif %}
         **overrides,
     )
 
 
 @dataclass
 class Load:
-    """Requests the service without pause, recording (time, status) of every answer."""
+    """Sends requests without pause, recording (time, status) of every answer: GETs of
+    `paths`, and POSTs of `posts` (path and JSON body)."""
 
     client: httpx.AsyncClient
     paths: tuple[str, ...]
+    posts: tuple[tuple[str, Any], ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
     answers: list[tuple[float, int]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -69,6 +94,9 @@ class Load:
         while not self._stop.is_set():
             for path in self.paths:
                 response = await self.client.get(path)
+                self.answers.append((time.monotonic(), response.status_code))
+            for path, body in self.posts:
+                response = await self.client.post(path, json=body, headers=self.headers)
                 self.answers.append((time.monotonic(), response.status_code))
             await asyncio.sleep(0.02)
 
@@ -180,3 +208,68 @@ async def check_state(client: httpx.AsyncClient, before: Before) -> None:
     assert remaining(response) == before.values["remaining"] - 1
 {%- endif %}
     assert (await client.get("/health/ready")).status_code == 200
+{%- if cookiecutter.use_realtime %}
+
+
+def realtime_stream_key(settings: Settings, topic: str) -> str:
+    """The key of `topic`'s history (its meta key and shard channel share its slot)."""
+    return Topic.make(settings.redis_key_prefix, topic).stream_key
+
+
+async def published(client: httpx.AsyncClient, topic: str, headers: dict[str, str]) -> str:
+    """A message's position, once the service acknowledges it (asked again while it cannot)."""
+    deadline = time.monotonic() + RECOVERY_LIMIT_SECONDS
+    while True:
+        answer = await client.post(
+            f"/realtime/topics/{topic}/messages", json={"data": "after"}, headers=headers
+        )
+        if answer.status_code == 202:
+            position: str = answer.json()["id"]
+            return position
+        assert time.monotonic() < deadline, f"publishing still fails: {answer.status_code}"
+        await asyncio.sleep(0.05)
+
+
+async def realtime_through_failover(
+    settings: Settings,
+    replicated: Callable[[], None],
+    failover: Callable[[], Awaitable[None]],
+    topic: str,
+) -> list[str]:
+    """Clients of two workers on `topic`; once `replicated()` has waited for the replicas to
+    have everything (the user's session), a message published every 20 ms, and `failover()`
+    done meanwhile. Then three more messages are published: their positions, which every
+    client is checked to have got, in order."""
+    settings = settings.model_copy(update={"realtime_probe_seconds": 1.0})
+    async with AsyncExitStack() as stack:
+        workers = [await stack.enter_async_context(served(create_app(settings))) for _ in range(2)]
+        hubs: list[Hub] = [worker.app.state.realtime for worker in workers]
+        user = await stack.enter_async_context(visitor(workers[0]))
+        sockets = []
+        for worker in workers:
+            for _ in range(2):
+                ws = await stack.enter_async_context(visitor_socket(worker, user.headers))
+                await subscribe(ws, topic)
+                sockets.append(ws)
+        await asyncio.to_thread(replicated)
+        publishing = Load(
+            user.http, (), posts=((f"/realtime/topics/{topic}/messages", {"data": "load"}),),
+            headers=user.headers,
+        )  # fmt: skip
+        publishing.start()
+        await asyncio.sleep(0.5)
+        await failover()
+        await until(lambda: not any(hub.problem() for hub in hubs), within=RECOVERY_LIMIT_SECONDS)
+        await asyncio.sleep(1)  # publishing on after the recovery
+        await publishing.stop()
+        after = [await published(user.http, topic, user.headers) for _ in range(3)]
+
+        def is_last(frame: dict[str, Any]) -> bool:
+            return frame.get("id") == after[-1]
+
+        for ws in sockets:  # no deaf worker: every client gets them, in order
+            received = await frames_until(ws, is_last, within=10)
+            assert [frame["id"] for frame in received if frame["type"] == "message"][-3:] == after
+    assert sum(status == 202 for _, status in publishing.answers) > 0
+    return after
+{%- endif %}

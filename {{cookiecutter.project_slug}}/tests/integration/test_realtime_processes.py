@@ -113,6 +113,7 @@ async def test_every_client_on_both_worker_processes_gets_all_1000_messages_in_o
         assert [frame["id"] for frame in frames] == published
 
 
+@pytest.mark.faults
 async def test_no_acknowledged_message_is_lost_or_repeated_when_redis_is_killed_mid_stream(
     process_settings: SettingsFactory, durable_redis_server: RedisServer
 ) -> None:
@@ -141,6 +142,7 @@ async def test_no_acknowledged_message_is_lost_or_repeated_when_redis_is_killed_
         assert set(acknowledged) <= set(got)
 
 
+@pytest.mark.faults
 async def test_with_no_persistence_every_client_gets_a_resync_within_one_probe_interval(
     process_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:

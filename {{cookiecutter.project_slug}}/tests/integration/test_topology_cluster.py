@@ -31,10 +31,23 @@ from tests.failover import (
     check_state,
     failover_settings,
     probe_paths,
+{%- if cookiecutter.use_realtime %}
+    realtime_stream_key,
+    realtime_through_failover,
+{%- endif %}
     write_state,
 )
-from tests.redis_deployments import REDIS_CLI, LocalCluster, Secured, wait_replicated
-from tests.redis_servers import REDIS_SERVER, RedisServer, free_port
+from tests.redis_deployments import (
+    REDIS_CLI,
+    LocalCluster,
+    Secured,
+{%- if cookiecutter.use_realtime %}
+    info_field,
+    wait_for,
+{%- endif %}
+    wait_replicated,
+)
+from tests.redis_servers import REDIS_SERVER, RedisServer, free_port{% if cookiecutter.use_realtime %}, send_command{% endif %}
 from tests.service import SettingsFactory, serve
 
 pytestmark = [
@@ -114,6 +127,38 @@ async def test_the_service_recovers_from_a_masters_death_without_losing_replicat
     print(f"\ncluster failover: the service answered again {recovery:.2f} s after the kill")
     assert recovery < 20
     assert load.server_errors_after(recovered_at) == []
+
+
+{%- if cookiecutter.use_realtime %}
+
+
+async def test_realtime_follows_a_cluster_failover_under_load_and_no_worker_stays_deaf(
+    make_settings: SettingsFactory, cluster: LocalCluster
+) -> None:
+    settings = failover_settings(make_settings, **cluster_settings(cluster))
+    stream_key = realtime_stream_key(settings, "through")
+    victim = await master_serving(cluster, stream_key)  # the topic's shard channel too
+    replica = next(
+        node for node in cluster.nodes
+        if info_field(node.port, "replication", "master_port") == str(victim.port)
+    )  # fmt: skip
+
+    async def failover() -> None:
+        victim.kill()
+        await asyncio.to_thread(
+            wait_for, lambda: info_field(replica.port, "replication", "role") == "master",
+            "the replica to take over", 20,
+        )  # fmt: skip
+
+    def replicated() -> None:
+        for master in cluster.masters():
+            wait_replicated(master, replicas=1)
+
+    after = await realtime_through_failover(settings, replicated, failover, "through")
+
+    newest = send_command(replica.port, "XREVRANGE", stream_key, "+", "-", "COUNT", "1")
+    assert f"{after[-1].split(':')[1]}-0".encode() in newest  # published to the new master
+{%- endif %}
 
 
 async def test_nodes_started_like_compose_form_a_cluster_the_app_user_can_use(

@@ -18,10 +18,21 @@ from tests.failover import (
     check_state,
     failover_settings,
     probe_paths,
+{%- if cookiecutter.use_realtime %}
+    realtime_stream_key,
+    realtime_through_failover,
+{%- endif %}
     write_state,
 )
-from tests.redis_deployments import LocalSentinelSet, Secured, wait_replicated
-from tests.redis_servers import REDIS_SERVER
+from tests.redis_deployments import (
+    LocalSentinelSet,
+    Secured,
+{%- if cookiecutter.use_realtime %}
+    wait_for,
+{%- endif %}
+    wait_replicated,
+)
+from tests.redis_servers import REDIS_SERVER{% if cookiecutter.use_realtime %}, send_command{% endif %}
 from tests.service import SettingsFactory, serve
 
 pytestmark = [
@@ -98,3 +109,31 @@ async def test_nodes_started_like_compose_replicate_and_serve_the_app_user(
             await check_state(service.client, before)
     finally:
         deployment.stop()
+{%- if cookiecutter.use_realtime %}
+
+
+async def test_realtime_follows_a_sentinel_failover_under_load_and_no_worker_stays_deaf(
+    make_settings: SettingsFactory, deployment: LocalSentinelSet
+) -> None:
+    settings = failover_settings(
+        make_settings,
+        redis_topology="sentinel",
+        redis_url="redis://127.0.0.1/0",
+        redis_sentinels=deployment.addresses,
+    )
+    old_master = deployment.master()
+
+    async def failover() -> None:
+        old_master.kill()
+        await asyncio.to_thread(
+            wait_for, lambda: deployment.master_port() != old_master.port, "a new master", 20
+        )
+
+    after = await realtime_through_failover(
+        settings, lambda: wait_replicated(old_master, replicas=2), failover, "through"
+    )
+
+    stream_key = realtime_stream_key(settings, "through")
+    newest = send_command(deployment.master_port(), "XREVRANGE", stream_key, "+", "-", "COUNT", "1")
+    assert f"{after[-1].split(':')[1]}-0".encode() in newest  # published to the new master
+{%- endif %}
