@@ -14,6 +14,9 @@ from {{ cookiecutter.package_name }}.ratelimit.limiter import RateLimiter
 {% endif -%}
 from {{ cookiecutter.package_name }}.settings import Settings
 
+{% if cookiecutter.use_realtime -%}
+from tests.realtime_clients import ORIGIN
+{% endif -%}
 from tests.redis_servers import REDIS_SERVER, RedisServer
 from tests.redis_target import RedisTarget, require_redis, started_target
 from tests.service import Service, SettingsFactory, serve, settings_for_test
@@ -90,4 +93,28 @@ async def rate_limiter(real_settings: SettingsFactory) -> AsyncIterator[RateLimi
     """The limiter of a running app on the real Redis under test."""
     async with serve(real_settings()) as service:
         yield service.app.state.rate_limiter
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
+
+
+@pytest.fixture
+def realtime_settings(real_settings: SettingsFactory) -> SettingsFactory:
+    """Real-time tests' settings on the real Redis under test: their clients' Origin, a 1 s
+    probe, room for the many messages they publish (overrides as keyword arguments)."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "realtime_allowed_origins": [ORIGIN],
+            "realtime_probe_seconds": 1.0,
+{%- if cookiecutter.use_sessions %}
+            "password_hash_cost": 10,
+            "session_secret": "w" * 40,  # one for every worker, in or out of this process
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
+            "rate_limit_default": "1000000/minute",
+{%- endif %}
+        }
+        return real_settings(**{**values, **overrides})
+
+    return factory
 {%- endif %}

@@ -30,10 +30,9 @@ from tests.realtime_clients import (
     ORIGIN,
     frames_until,
     served,
-    subscribe,
+    subscribed_sockets,
     until,
     visitor,
-    visitor_socket,
 )
 {% endif -%}
 from tests.service import Service, SettingsFactory
@@ -245,12 +244,7 @@ async def realtime_through_failover(
         workers = [await stack.enter_async_context(served(create_app(settings))) for _ in range(2)]
         hubs: list[Hub] = [worker.app.state.realtime for worker in workers]
         user = await stack.enter_async_context(visitor(workers[0]))
-        sockets = []
-        for worker in workers:
-            for _ in range(2):
-                ws = await stack.enter_async_context(visitor_socket(worker, user.headers))
-                await subscribe(ws, topic)
-                sockets.append(ws)
+        sockets = await subscribed_sockets(stack, workers, user.headers, topic, each=2)
         await asyncio.to_thread(replicated)
         publishing = Load(
             user.http, (), posts=((f"/realtime/topics/{topic}/messages", {"data": "load"}),),

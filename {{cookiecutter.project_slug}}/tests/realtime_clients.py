@@ -11,8 +11,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 {%- if cookiecutter.use_sessions %}
 from http.cookies import SimpleCookie
@@ -217,6 +217,24 @@ async def visitor(served: Endpoint, name: str | None = None) -> AsyncIterator[Vi
         http.cookies.clear()
 {%- endif %}
         yield found
+
+
+async def subscribed_sockets(
+    stack: AsyncExitStack,
+    workers: Sequence[Endpoint],
+    headers: dict[str, str],
+    topic: str,
+    each: int = 1,
+) -> list[ClientConnection]:
+    """`each` WebSockets on each worker with these credentials, subscribed to `topic` (and
+    closed with `stack`)."""
+    sockets = []
+    for worker in workers:
+        for _ in range(each):
+            ws = await stack.enter_async_context(visitor_socket(worker, headers))
+            await subscribe(ws, topic)
+            sockets.append(ws)
+    return sockets
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:

@@ -23,7 +23,6 @@ from {{ cookiecutter.package_name }}.realtime.hub import Hub
 from {{ cookiecutter.package_name }}.realtime.topics import Topic
 
 from tests.realtime_clients import (
-    ORIGIN,
     Served,
 {%- if cookiecutter.use_sessions %}
     Visitor,
@@ -32,35 +31,20 @@ from tests.realtime_clients import (
     served,
     sse,
     subscribe,
+    subscribed_sockets,
     subscribers,
     take,
     until,
     visitor,
+{%- if cookiecutter.use_sessions %}
     visitor_socket,
+{%- endif %}
 )
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
 from tests.service import SettingsFactory
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def realtime_settings(real_settings: SettingsFactory) -> SettingsFactory:
-    def factory(**overrides: Any) -> Any:
-        values = {
-            "realtime_allowed_origins": [ORIGIN],
-            "realtime_probe_seconds": 1.0,
-{%- if cookiecutter.use_sessions %}
-            "password_hash_cost": 10,
-{%- endif %}
-{%- if cookiecutter.rate_limiting != "none" %}
-            "rate_limit_default": "100000/minute",  # these tests publish a lot
-{%- endif %}
-        }
-        return real_settings(**{**values, **overrides})
-
-    return factory
 
 
 @pytest.fixture
@@ -259,11 +243,7 @@ async def test_twenty_killed_subscriber_connections_are_each_replaced_within_2_s
     channel = Topic.make(hubs[0].prefix, "killed-often").channel
     async with AsyncExitStack() as stack:
         user = await stack.enter_async_context(visitor(two_workers[0]))
-        sockets = []
-        for worker in two_workers:
-            ws = await stack.enter_async_context(visitor_socket(worker, user.headers))
-            await subscribe(ws, "killed-often")
-            sockets.append(ws)
+        sockets = await subscribed_sockets(stack, two_workers, user.headers, "killed-often")
         counts = []
         for _ in range(20):
             before = [connects(hub) for hub in hubs]
@@ -363,11 +343,7 @@ async def test_a_redis_frozen_for_10_s_is_detected_by_the_probe_and_no_worker_st
         workers = [await stack.enter_async_context(served(create_app(settings))) for _ in range(2)]
         hubs = [hub_of(worker) for worker in workers]
         user = await stack.enter_async_context(visitor(workers[0]))
-        sockets = []
-        for worker in workers:
-            ws = await stack.enter_async_context(visitor_socket(worker, user.headers))
-            await subscribe(ws, "frozen")
-            sockets.append(ws)
+        sockets = await subscribed_sockets(stack, workers, user.headers, "frozen")
         sent = [await user.publish("frozen", n) for n in range(3)]
         own_redis_server.pause()  # SIGSTOP: the connections stay open, and silent
         frozen_at = time.monotonic()

@@ -17,15 +17,13 @@ from {{ cookiecutter.package_name }}.realtime.topics import Topic
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.realtime_clients import (
-    ORIGIN,
     Endpoint,
     frames_until,
     publisher_process,
     server_process,
-    subscribe,
+    subscribed_sockets,
     subscribers,
     visitor,
-    visitor_socket,
 )
 from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
@@ -34,43 +32,11 @@ from tests.service import SettingsFactory
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def process_settings(real_settings: SettingsFactory) -> SettingsFactory:
-    def factory(**overrides: Any) -> Settings:
-        values = {
-            "realtime_allowed_origins": [ORIGIN],
-            "realtime_probe_seconds": 1.0,
-{%- if cookiecutter.use_sessions %}
-            "password_hash_cost": 10,
-            "session_secret": "w" * 40,  # one secret for both workers
-{%- endif %}
-{%- if cookiecutter.rate_limiting != "none" %}
-            "rate_limit_default": "1000000/minute",
-{%- endif %}
-        }
-        return real_settings(**{**values, **overrides})
-
-    return factory
-
-
 @asynccontextmanager
 async def two_workers(settings: Settings) -> AsyncIterator[list[Endpoint]]:
     """Two server processes on one Redis, each with its own hub."""
     async with server_process(settings) as first, server_process(settings) as second:
         yield [first, second]
-
-
-async def listeners(
-    stack: AsyncExitStack, workers: list[Endpoint], headers: dict[str, str], topic: str, each: int
-) -> list[ClientConnection]:
-    """`each` WebSockets on each worker, subscribed to `topic`."""
-    sockets = []
-    for worker in workers:
-        for _ in range(each):
-            ws = await stack.enter_async_context(visitor_socket(worker, headers))
-            await subscribe(ws, topic)
-            sockets.append(ws)
-    return sockets
 
 
 async def logged_in(stack: AsyncExitStack, worker: Endpoint) -> dict[str, str]:
@@ -95,12 +61,12 @@ def offsets(frames: list[dict[str, Any]]) -> list[int]:
 
 
 async def test_every_client_on_both_worker_processes_gets_all_1000_messages_in_order(
-    process_settings: SettingsFactory, redis_target: RedisTarget
+    realtime_settings: SettingsFactory, redis_target: RedisTarget
 ) -> None:
-    settings = process_settings()
+    settings = realtime_settings()
     async with two_workers(settings) as workers, AsyncExitStack() as stack:
         headers = await logged_in(stack, workers[0])
-        sockets = await listeners(stack, workers, headers, "fanout", each=100)
+        sockets = await subscribed_sockets(stack, workers, headers, "fanout", each=100)
         listening = listen(sockets, last_n=999)
 
         published = await publisher_process(workers, headers, "fanout", 1000)
@@ -115,13 +81,13 @@ async def test_every_client_on_both_worker_processes_gets_all_1000_messages_in_o
 
 @pytest.mark.faults
 async def test_no_acknowledged_message_is_lost_or_repeated_when_redis_is_killed_mid_stream(
-    process_settings: SettingsFactory, durable_redis_server: RedisServer
+    realtime_settings: SettingsFactory, durable_redis_server: RedisServer
 ) -> None:
     # appendfsync always: what Redis acknowledged is on disk before the answer.
-    settings = process_settings(redis_url=durable_redis_server.url, redis_topology="standalone")
+    settings = realtime_settings(redis_url=durable_redis_server.url, redis_topology="standalone")
     async with two_workers(settings) as workers, AsyncExitStack() as stack:
         headers = await logged_in(stack, workers[0])
-        sockets = await listeners(stack, workers, headers, "survives", each=10)
+        sockets = await subscribed_sockets(stack, workers, headers, "survives", each=10)
         listening = listen(sockets, last_n=399)
         publishing = asyncio.create_task(
             publisher_process(workers, headers, "survives", 400, rate=100)
@@ -144,12 +110,12 @@ async def test_no_acknowledged_message_is_lost_or_repeated_when_redis_is_killed_
 
 @pytest.mark.faults
 async def test_with_no_persistence_every_client_gets_a_resync_within_one_probe_interval(
-    process_settings: SettingsFactory, own_redis_server: RedisServer
+    realtime_settings: SettingsFactory, own_redis_server: RedisServer
 ) -> None:
-    settings = process_settings(redis_url=own_redis_server.url, redis_topology="standalone")
+    settings = realtime_settings(redis_url=own_redis_server.url, redis_topology="standalone")
     async with two_workers(settings) as workers, AsyncExitStack() as stack:
         headers = await logged_in(stack, workers[0])
-        sockets = await listeners(stack, workers, headers, "forgotten", each=10)
+        sockets = await subscribed_sockets(stack, workers, headers, "forgotten", each=10)
         listening = listen(sockets, last_n=9)
         await publisher_process(workers, headers, "forgotten", 10)
         await asyncio.gather(*listening)
