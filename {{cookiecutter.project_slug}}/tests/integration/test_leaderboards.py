@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 
 from {{ cookiecutter.package_name }}.main import create_app
 
-from tests.realtime_clients import ORIGIN, Served, Visitor, frames, served, subscribe, visitor
+from tests.realtime_clients import Served, Visitor, frames, served, subscribe, visitor
 from tests.redis_target import RedisTarget
 from tests.service import SettingsFactory
 
@@ -24,17 +25,8 @@ STANDINGS = [(1, "dave", 120), (2, "alice", 100), (2, "bob", 100),
 
 
 @pytest.fixture
-async def player(real_settings: SettingsFactory) -> AsyncIterator[Visitor]:
-    settings = real_settings(
-        realtime_allowed_origins=[ORIGIN],
-{%- if cookiecutter.use_sessions %}
-        password_hash_cost=10,
-{%- endif %}
-{%- if cookiecutter.rate_limiting != "none" %}
-        rate_limit_default="100000/minute",
-{%- endif %}
-    )
-    async with served(create_app(settings)) as worker, visitor(worker) as found:
+async def player(realtime_settings: SettingsFactory) -> AsyncIterator[Visitor]:
+    async with served(create_app(realtime_settings())) as worker, visitor(worker) as found:
         yield found
 
 
@@ -130,12 +122,18 @@ async def test_the_day_board_counts_too_and_expires_a_week_after_its_day_set_onc
     assert 7 * 86400 < first - time.time() <= 8 * 86400
 
 
-async def test_changes_are_announced_at_most_four_times_a_second(player: Visitor) -> None:
-    async with player.websocket() as ws:
+async def test_changes_through_two_workers_are_announced_at_most_four_times_a_second(
+    realtime_settings: SettingsFactory,
+) -> None:
+    settings = realtime_settings()
+    async with AsyncExitStack() as stack:
+        workers = [await stack.enter_async_context(served(create_app(settings))) for _ in range(2)]
+        players = [await stack.enter_async_context(visitor(worker)) for worker in workers]
+        ws = await stack.enter_async_context(players[0].websocket())
         await subscribe(ws, "leaderboard.burst")
         started = time.monotonic()
-        for n in range(40):
-            await add(player, "burst", f"p{n % 5}", 1)
+        for n in range(40):  # through one worker, then the other
+            await add(players[n % 2], "burst", f"p{n % 5}", 1)
         took = time.monotonic() - started
         await asyncio.sleep(0.4)  # the last window's announcement
         announced = []
