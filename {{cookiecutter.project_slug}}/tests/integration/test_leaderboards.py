@@ -122,6 +122,25 @@ async def test_the_day_board_counts_too_and_expires_a_week_after_its_day_set_onc
     assert 7 * 86400 < first - time.time() <= 8 * 86400
 
 
+async def test_totals_are_exact_up_to_2_to_the_53(
+    player: Visitor, redis_target: RedisTarget
+) -> None:
+    assert isinstance(player.served, Served)  # in this process: its state can be read
+    key = player.served.app.state.leaderboards.key("huge", "all")
+    admin = redis_target.admin()
+    try:
+        await admin.zadd(key, {"alice": -(2**53 - 10)})  # stored negated
+    finally:
+        await admin.aclose()
+
+    standing = await add(player, "huge", "alice", 9)
+
+    assert standing["score"] == 2**53 - 1
+    assert as_tuples((await read(player, "/leaderboards/huge"))["entries"]) == [
+        (1, "alice", 2**53 - 1)
+    ]
+
+
 async def test_changes_through_two_workers_are_announced_at_most_four_times_a_second(
     realtime_settings: SettingsFactory,
 ) -> None:
