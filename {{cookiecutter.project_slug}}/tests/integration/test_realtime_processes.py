@@ -5,6 +5,8 @@ acknowledged message, in order and once, across the workers and through the deat
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +19,7 @@ from {{ cookiecutter.package_name }}.realtime.topics import Topic
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.realtime_clients import (
+    PROJECT,
     Endpoint,
     frames_until,
     publisher_process,
@@ -25,7 +28,7 @@ from tests.realtime_clients import (
     subscribers,
     visitor,
 )
-from tests.redis_servers import RedisServer
+from tests.redis_servers import REDIS_SERVER, RedisServer
 from tests.redis_target import RedisTarget
 from tests.service import SettingsFactory
 
@@ -132,3 +135,17 @@ async def test_with_no_persistence_every_client_gets_a_resync_within_one_probe_i
         waited = time.monotonic() - restarted
 
     assert waited < settings.realtime_probe_seconds
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
+def test_the_latency_benchmark_prints_redis_alone_and_the_service_side_by_side() -> None:
+    bench = PROJECT / "bench" / "bench_realtime.py"
+    command = [sys.executable, str(bench), "--clients", "4", "--rate", "50", "--seconds", "1",
+               "--rounds", "1"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("Redis alone")
+    assert lines[2].startswith("service (2 workers, 4 clients)")
+    assert "arrived 200/200" in lines[2]  # 50 messages to each of 4 clients
