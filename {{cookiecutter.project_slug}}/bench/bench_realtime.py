@@ -47,18 +47,22 @@ from tests.service import settings_for_test  # noqa: E402
 TOPIC = "bench"
 
 
-def summary(name: str, latencies: list[float], expected: int) -> str:
+def summary(name: str, latencies: list[float], expected: int, rate: float) -> str:
     if not latencies:
         return f"{name:<34} nothing arrived (of {expected})"
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return (
         f"{name:<34} p50 {cuts[49] * 1e3:8.2f} ms   p99 {cuts[98] * 1e3:8.2f} ms   "
-        f"max {max(latencies) * 1e3:8.2f} ms   arrived {len(latencies)}/{expected}"
+        f"max {max(latencies) * 1e3:8.2f} ms   arrived {len(latencies)}/{expected}   "
+        f"published {rate:.0f}/s"
     )
 
 
-async def paced(rate: float, seconds: float, send: Callable[[], Awaitable[None]]) -> int:
-    """Call `send()` `rate` times a second for `seconds`; how many times."""
+async def paced(
+    rate: float, seconds: float, send: Callable[[], Awaitable[None]]
+) -> tuple[int, float]:
+    """Call `send()` `rate` times a second for `seconds`, each after the one before: how
+    many times, at what rate (lower than asked when sending cannot keep up)."""
     count = int(rate * seconds)
     started = time.monotonic()
     for n in range(count):
@@ -66,7 +70,7 @@ async def paced(rate: float, seconds: float, send: Callable[[], Awaitable[None]]
         delay = started + (n + 1) / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-    return count
+    return count, count / (time.monotonic() - started)
 
 
 async def redis_alone(url: str, rate: float, seconds: float) -> str:
@@ -88,10 +92,10 @@ async def redis_alone(url: str, rate: float, seconds: float) -> str:
         async def send() -> None:
             await publisher.publish("bench-alone", repr(time.perf_counter()))
 
-        sent = await paced(rate, seconds, send)
+        sent, achieved = await paced(rate, seconds, send)
         await receiving
         await pubsub.aclose()  # type: ignore[no-untyped-call]
-    return summary("Redis alone (1 subscriber)", latencies, sent)
+    return summary("Redis alone (1 subscriber)", latencies, sent, achieved)
 
 
 async def service(settings: Settings, clients: int, rate: float, seconds: float) -> str:
@@ -129,10 +133,10 @@ async def service(settings: Settings, clients: int, rate: float, seconds: float)
                 f"/realtime/topics/{TOPIC}/messages", json={"data": {"t": time.perf_counter()}}
             )
 
-        sent = await paced(rate, seconds, send)
+        sent, achieved = await paced(rate, seconds, send)
         await asyncio.gather(*receiving)
     name = f"service (2 workers, {len(sockets)} clients)"
-    return summary(name, latencies, sent * len(sockets))
+    return summary(name, latencies, sent * len(sockets), achieved)
 
 
 async def main() -> int:
