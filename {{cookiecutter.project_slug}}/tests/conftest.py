@@ -3,6 +3,9 @@ Helpers live in modules beside this file: service.py, redis_target.py, redis_ser
 
 from __future__ import annotations
 
+{% if cookiecutter.rate_limiting != "none" -%}
+import time
+{% endif -%}
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,16 @@ async def rate_limiter(real_settings: SettingsFactory) -> AsyncIterator[RateLimi
     """The limiter of a running app on the real Redis under test."""
     async with serve(real_settings()) as service:
         yield service.app.state.rate_limiter
+
+
+@pytest.fixture
+def clear_of_a_window_edge() -> None:
+    """Fixed and sliding windows begin anew at each whole minute of Redis' clock (this
+    machine's): a test that counts requests against a per-minute policy starts at least
+    3 s before the next one, or it could see its count reset halfway."""
+    left = 60 - time.time() % 60
+    if left < 3:
+        time.sleep(left + 0.05)
 {%- endif %}
 {%- if cookiecutter.use_realtime %}
 

@@ -163,16 +163,22 @@ class LocalCluster:
 
 
 def wait_replicated(master: RedisServer, replicas: int, timeout: float = 15) -> None:
-    """Until `replicas` replicas of this master have everything it has written so far."""
+    """Until `replicas` replicas of this master have everything it had written when called.
 
-    def caught_up() -> bool:
+    The target is read once: sentinels' hellos and the hubs' probes go on writing, and the
+    offsets replicas acknowledge (once a second) would rarely reach a target read anew."""
+
+    def replication() -> dict[str, str]:
         raw = send_command(master.port, "INFO", "replication", auth=master.auth)
         reply = raw.decode(errors="replace")
-        fields = dict(line.split(":", 1) for line in reply.splitlines() if ":" in line)
-        target = int(fields.get("master_repl_offset", "0"))
+        return dict(line.split(":", 1) for line in reply.splitlines() if ":" in line)
+
+    target = int(replication().get("master_repl_offset", "0"))
+
+    def caught_up() -> bool:
         offsets = [
             int(value.split("offset=")[1].split(",")[0])
-            for name, value in fields.items()
+            for name, value in replication().items()
             if name.startswith("slave") and "state=online" in value
         ]
         return len([offset for offset in offsets if offset >= target]) >= replicas

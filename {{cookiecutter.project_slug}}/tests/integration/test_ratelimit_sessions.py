@@ -12,7 +12,7 @@ from tests.redis_servers import RedisServer
 from tests.redis_target import RedisTarget
 from tests.service import Service, SettingsFactory, serve
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("clear_of_a_window_edge")]
 
 PASSWORD = "correct horse battery"
 

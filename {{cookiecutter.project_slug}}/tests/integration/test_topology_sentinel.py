@@ -51,15 +51,20 @@ def deployment(tmp_path: Path) -> Iterator[LocalSentinelSet]:
         started.stop()
 
 
+def sentinel_settings(deployment: LocalSentinelSet) -> dict[str, object]:
+    """The data nodes' address comes from the sentinels (the URL gives database and
+    credentials only)."""
+    return {
+        "redis_topology": "sentinel",
+        "redis_url": "redis://127.0.0.1/0",
+        "redis_sentinels": deployment.addresses,
+    }
+
+
 async def test_the_service_recovers_from_the_masters_death_without_losing_replicated_data(
     make_settings: SettingsFactory, deployment: LocalSentinelSet
 ) -> None:
-    settings = failover_settings(
-        make_settings,
-        redis_topology="sentinel",
-        redis_url="redis://127.0.0.1/0",
-        redis_sentinels=deployment.addresses,
-    )
+    settings = failover_settings(make_settings, **sentinel_settings(deployment))
     async with serve(settings, app_for_failover(settings)) as service:
         assert (await service.client.get("/health/ready")).json()["redis"]["topology"] == "sentinel"
         before = await write_state(service.client)
@@ -115,12 +120,7 @@ async def test_nodes_started_like_compose_replicate_and_serve_the_app_user(
 async def test_realtime_follows_a_sentinel_failover_under_load_and_no_worker_stays_deaf(
     make_settings: SettingsFactory, deployment: LocalSentinelSet
 ) -> None:
-    settings = failover_settings(
-        make_settings,
-        redis_topology="sentinel",
-        redis_url="redis://127.0.0.1/0",
-        redis_sentinels=deployment.addresses,
-    )
+    settings = failover_settings(make_settings, **sentinel_settings(deployment))
     old_master = deployment.master()
 
     async def failover() -> None:

@@ -163,11 +163,12 @@ class History:
         if not reply:
             return None
         epoch, last, oldest, entries = reply
-        return cls(_text(epoch), int(last), int(oldest),
-                   [(int(offset), _text(frame)) for offset, frame in entries])  # fmt: skip
+        return cls(as_text(epoch), int(last), int(oldest),
+                   [(int(offset), as_text(frame)) for offset, frame in entries])  # fmt: skip
 
 
-def _text(value: str | bytes) -> str:
+def as_text(value: str | bytes) -> str:
+    """A reply's bytes as text (clients made with or without decode_responses)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -318,9 +319,9 @@ class Link:
                 await self.hub.send_probe(self.probe_channel)
 
     async def _handle(self, message: list[Any]) -> None:
-        kind = _text(message[0]).lower()
+        kind = as_text(message[0]).lower()
         if kind in ("subscribe", "ssubscribe"):
-            channel = _text(message[1])
+            channel = as_text(message[1])
             if channel == self.probe_channel:
                 self.ready.set()
                 self.settled.set()
@@ -330,14 +331,14 @@ class Link:
             return
         if kind not in ("message", "smessage"):
             return
-        channel = _text(message[1])
+        channel = as_text(message[1])
         if channel == self.hub.control_channel:
-            self.hub.on_control(_text(message[2]))
+            self.hub.on_control(as_text(message[2]))
             return
         state = self.channels.get(channel)
         if state is None:
             return  # the probe, or a topic just left
-        header, _, frame = _text(message[2]).partition("\n")
+        header, _, frame = as_text(message[2]).partition("\n")
         position = Position.parse(header)
         if position is not None:
             await self.hub.deliver(state, position, frame)
@@ -469,7 +470,7 @@ class Hub:
             secrets.token_hex(4), "1" if self.sharded else "0",
         ]  # fmt: skip
         reply = await PUBLISH(self.redis, [topic.meta_key, topic.stream_key], args)
-        position = Position.parse(_text(reply))
+        position = Position.parse(as_text(reply))
         if position is None:
             raise RedisError(f"the publish script answered {reply!r}")
         return position

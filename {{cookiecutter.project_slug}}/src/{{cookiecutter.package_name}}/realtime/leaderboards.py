@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from ..contract import errors
 from ..errors import ServiceError
 from ..scripts import LuaScript, hash_tagged
-from .hub import Hub
+from .hub import Hub, as_text
 from .topics import TOPIC_PATTERN, Topic
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,7 @@ class Around(BaseModel):
 
 def _points(stored: str | bytes) -> int:
     """A stored (negated) score as points."""
-    text = stored.decode() if isinstance(stored, bytes) else stored
-    return -int(Decimal(text))
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return -int(Decimal(as_text(stored)))
 
 
 def _entries(first_rank: int, first_position: int, flat: list[Any]) -> list[Entry]:
@@ -100,7 +95,7 @@ def _entries(first_rank: int, first_position: int, flat: list[Any]) -> list[Entr
             rank = entries[-1].rank
         else:
             rank = first_position + index // 2 + 1
-        entries.append(Entry(rank=rank, member=_text(flat[index]), score=score))
+        entries.append(Entry(rank=rank, member=as_text(flat[index]), score=score))
     return entries
 
 
