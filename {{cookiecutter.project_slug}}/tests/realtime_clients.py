@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from {{ cookiecutter.package_name }}.realtime.protocol import WebSocketProtocol
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.redis_servers import free_port
@@ -55,9 +56,10 @@ class Endpoint:
 
 @dataclass
 class Served(Endpoint):
-    """The app served in this process (its state can be looked at)."""
+    """The app served in this process (its state, and its server's, can be looked at)."""
 
     app: FastAPI
+    server: uvicorn.Server
 
 
 @asynccontextmanager
@@ -69,7 +71,7 @@ async def served(app: FastAPI, port: int = 0) -> AsyncIterator[Served]:
     port = listener.getsockname()[1]
     # As the Dockerfile and `make run` serve it.
     config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", ws="websockets-sansio",
+        app, lifespan="on", log_level="warning", ws=WebSocketProtocol,
         timeout_graceful_shutdown=1,  # open event streams would hold the shutdown forever
     )  # fmt: skip
     server = uvicorn.Server(config)
@@ -79,7 +81,7 @@ async def served(app: FastAPI, port: int = 0) -> AsyncIterator[Served]:
             if serving.done():
                 serving.result()
             await asyncio.sleep(0.01)
-        yield Served(base_url=f"http://127.0.0.1:{port}", app=app)
+        yield Served(base_url=f"http://127.0.0.1:{port}", app=app, server=server)
     finally:
         server.should_exit = True
         await serving
@@ -111,8 +113,8 @@ async def server_process(settings: Settings) -> AsyncIterator[Endpoint]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
         "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--ws", "websockets-sansio", "--timeout-graceful-shutdown", "1",
-        "--no-access-log", "--log-level", "warning",
+        "--ws", "{{ cookiecutter.package_name }}.realtime.protocol:WebSocketProtocol",
+        "--timeout-graceful-shutdown", "1", "--no-access-log", "--log-level", "warning",
         env={**os.environ, **environment_of(settings), "PYTHONPATH": python_path},
     )  # fmt: skip
     endpoint = Endpoint(f"http://127.0.0.1:{port}")

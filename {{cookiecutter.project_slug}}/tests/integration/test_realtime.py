@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import json
 import os
+import struct
+import termios
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -289,31 +292,60 @@ async def test_a_foreign_origin_is_refused_before_accept(two_workers: list[Serve
     assert refused.value.response.status_code == 403
 
 
-async def test_a_client_that_stops_reading_is_dropped_and_closed_with_1013(
+def held_for(worker: Served, client: ClientConnection) -> Callable[[], int]:
+    """Bytes the server holds for `client`, counted high: every outbox's queued text (frames
+    share it with other clients), the server transport's buffer and the kernel's unsent bytes
+    on the server's socket."""
+    protocol = next(
+        each
+        for each in worker.server.server_state.connections
+        if each.transport.get_extra_info("peername") == client.local_address
+    )
+    sock = protocol.transport.get_extra_info("socket")
+
+    def held() -> int:
+        queued = sum(outbox.size for outbox in hub_of(worker).connections)
+        unsent = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        return queued + protocol.transport.get_write_buffer_size() + int(unsent)
+
+    return held
+
+
+async def test_a_client_that_stops_reading_is_closed_with_1013_within_2_s_holding_at_most_1_mib(
     realtime_settings: SettingsFactory,
 ) -> None:
-    app = create_app(realtime_settings(realtime_queue_messages=20))
-    async with served(app) as worker, visitor(worker) as user:
+    async with served(create_app(realtime_settings())) as worker, visitor(worker) as user:
         hub = hub_of(worker)
         topic = Topic.make(hub.prefix, "firehose")
-        # Random data: compression (permessage-deflate) would shrink repeated characters.
-        data = json.dumps(base64.b64encode(os.urandom(45_000)).decode())
         async with user.websocket() as slow, user.websocket() as fast:
-            # A small receive buffer: a little unread data fills it, as a stalled phone would.
+            # A small receive buffer, as a phone's: unread data soon reaches the server.
             slow.transport.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_RCVBUF, 32_768)
             for ws in (slow, fast):
                 await subscribe(ws, "firehose")
-            for n in range(300):  # `slow` reads nothing more; `fast` keeps up
-                await hub.publish(topic, data)
-                if n % 10 == 9:
-                    await frames(fast, 10)
-            await until(lambda: len(hub.connections) == 1, within=2)  # slow is dropped
+            held = held_for(worker, slow)
+            received = asyncio.ensure_future(frames(fast, 5_000, within=20))
+            peak, sent, started = 0, 0, time.monotonic()
+            # 1 KiB messages (random: compression would shrink repeats) at 500 a second until
+            # the server lets `slow` go; `fast` keeps reading.
+            while len(hub.connections) == 2 and sent < 5_000:
+                data = base64.b64encode(os.urandom(768)).decode()
+                await hub.publish(topic, json.dumps(data))
+                sent += 1
+                peak = max(peak, held())
+                await asyncio.sleep(max(0.0, started + sent / 500 - time.monotonic()))
+            for _ in range(5_000 - sent):  # `fast` is owed 5,000
+                await hub.publish(topic, '"more"')
+            got = await received
 
             with pytest.raises(ConnectionClosed) as closed:
                 await drain(slow)
 
+    assert sent < 1_000  # within 2 s at 500 a second (counted, not timed: a busy machine
+    # publishes more slowly, and what fills the buffers is the messages)
+    assert peak <= 1_048_576
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1013
+    assert [int(frame["id"].split(":")[1]) for frame in got] == list(range(1, 5_001))
 
 
 async def test_a_quiet_hub_probes_itself_and_stays_connected(two_workers: list[Served]) -> None:
