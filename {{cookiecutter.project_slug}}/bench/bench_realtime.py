@@ -1,16 +1,22 @@
 """Real-time latency, from publish to receipt at each client, beside Redis alone.
 
-Starts its own redis-server, then, in one interleaved run:
-* Redis alone: one redis-py subscriber, and PUBLISH of a timestamp at RATE a second;
-* the service: two uvicorn server processes (one worker each, as two containers would run),
-  CLIENTS WebSocket clients spread over them, all on one topic, and messages published at
-  RATE a second through POST /realtime/topics/{topic}/messages, each carrying its send time.
+Starts its own redis-server, then, in interleaved rounds:
+* fan-out, at each rate in --rates (messages a second):
+  - Redis alone: one redis-py subscriber, and PUBLISH of a timestamp at that rate;
+  - the service: two uvicorn server processes (one worker each, as two containers would run
+    them), --clients WebSocket clients spread over them on one topic, and a publisher in a
+    process of its own (tests/realtime_publisher.py, several threads) POSTing messages to
+    /realtime/topics/{topic}/messages, each stamped with its send time;
+* a slow client: --slow-rate messages a second to --few clients, first alone, then beside
+  one more client that stops reading: the others' latency, and how the stalled one ended.
 
-For each, it prints p50, p99 and the largest latency over every (message, client) pair, and
-how many of them arrived. Clients and publisher share this process and its clock, so on a
-small machine they compete with the servers for the CPU: the figures are the whole path's.
+For each it prints p50, p99 and the largest latency over every (message, client) pair, how
+many arrived, the rate the publisher reached, and how many clients the service closed with
+1013 (fallen too far behind). The clients share this process; on a small machine they, the
+publisher, the servers and Redis compete for the CPU: the figures are the whole path's.
 
-    python bench/bench_realtime.py [--clients 200] [--rate 1000] [--seconds 5] [--rounds 2]
+    python bench/bench_realtime.py [--clients 200] [--rates 250,500,1000] [--seconds 5]
+        [--few 20] [--slow-rate 500] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -18,17 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from socket import SO_RCVBUF, SOL_SOCKET
 
-import httpx
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]
@@ -37,6 +45,7 @@ from {{ cookiecutter.package_name }}.settings import Settings  # noqa: E402
 
 from tests.realtime_clients import (  # noqa: E402
     ORIGIN,
+    publisher_process,
     server_process,
     subscribed_sockets,
     visitor,
@@ -45,105 +54,115 @@ from tests.redis_servers import RedisServer  # noqa: E402
 from tests.service import settings_for_test  # noqa: E402
 
 TOPIC = "bench"
+LANE_RATE = 100  # messages a second one publishing thread is asked for
 
 
-def summary(name: str, latencies: list[float], expected: int, rate: float) -> str:
-    if not latencies:
-        return f"{name:<34} nothing arrived (of {expected})"
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return (
-        f"{name:<34} p50 {cuts[49] * 1e3:8.2f} ms   p99 {cuts[98] * 1e3:8.2f} ms   "
-        f"max {max(latencies) * 1e3:8.2f} ms   arrived {len(latencies)}/{expected}   "
-        f"published {rate:.0f}/s"
-    )
+@dataclass
+class Received:
+    """What the clients got: a latency per (message, client), the send times seen, and the
+    close codes of clients the service closed."""
+
+    latencies: list[float] = field(default_factory=list)
+    stamps: set[float] = field(default_factory=set)
+    closed: list[int] = field(default_factory=list)
+
+    def rate(self) -> float:
+        """The rate messages were sent at, from their stamps (publisher start-up excluded)."""
+        if len(self.stamps) < 2:
+            return 0.0
+        return (len(self.stamps) - 1) / (max(self.stamps) - min(self.stamps))
+
+    def summary(self, name: str, expected: int) -> str:
+        if not self.latencies:
+            return f"{name:<40} nothing arrived (of {expected})"
+        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        shed = f"   closed with 1013: {self.closed.count(1013)}" if self.closed else ""
+        return (
+            f"{name:<40} p50 {cuts[49] * 1e3:8.2f} ms   p99 {cuts[98] * 1e3:8.2f} ms   "
+            f"max {max(self.latencies) * 1e3:8.2f} ms   arrived {len(self.latencies)}/{expected}"
+            f"   sent at {self.rate():.0f}/s{shed}"
+        )
 
 
-async def paced(
-    rate: float, seconds: float, send: Callable[[], Awaitable[None]]
-) -> tuple[int, float]:
-    """Call `send()` `rate` times a second for `seconds`, each after the one before: how
-    many times, at what rate (lower than asked when sending cannot keep up)."""
-    count = int(rate * seconds)
-    started = time.monotonic()
-    for n in range(count):
-        await send()
-        delay = started + (n + 1) / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    return count, count / (time.monotonic() - started)
+async def receive(ws: ClientConnection, into: Received) -> None:
+    """Until 2 s pass without a frame (all sent), or the service closes the connection."""
+    while True:
+        try:
+            text = await asyncio.wait_for(ws.recv(), timeout=2)
+        except TimeoutError:
+            return
+        except ConnectionClosed as closed:
+            into.closed.append(closed.rcvd.code if closed.rcvd else 1006)
+            return
+        frame = json.loads(text)
+        if frame.get("type") == "message":
+            into.latencies.append(time.perf_counter() - frame["data"]["t"])
+            into.stamps.add(frame["data"]["t"])
 
 
 async def redis_alone(url: str, rate: float, seconds: float) -> str:
-    latencies: list[float] = []
+    received = Received()
     async with Redis.from_url(url) as publisher, Redis.from_url(url) as listener:
         pubsub = listener.pubsub()
         await pubsub.subscribe("bench-alone")
         await pubsub.get_message(timeout=1)  # the confirmation
 
-        async def receive() -> None:
-            while True:
-                message = await pubsub.get_message(timeout=1)
-                if message is None:
-                    return
-                latencies.append(time.perf_counter() - float(message["data"]))
+        async def listen() -> None:
+            while (message := await pubsub.get_message(timeout=1)) is not None:
+                stamp = float(message["data"])
+                received.latencies.append(time.perf_counter() - stamp)
+                received.stamps.add(stamp)
 
-        receiving = asyncio.create_task(receive())
-
-        async def send() -> None:
+        listening = asyncio.create_task(listen())
+        count, started = int(rate * seconds), time.monotonic()
+        for n in range(count):
             await publisher.publish("bench-alone", repr(time.perf_counter()))
-
-        sent, achieved = await paced(rate, seconds, send)
-        await receiving
+            await asyncio.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
+        await listening
         await pubsub.aclose()  # type: ignore[no-untyped-call]
-    return summary("Redis alone (1 subscriber)", latencies, sent, achieved)
+    return received.summary(f"Redis alone, {rate:g}/s (1 subscriber)", count)
 
 
-async def service(settings: Settings, clients: int, rate: float, seconds: float) -> str:
-    latencies: list[float] = []
+async def service(
+    settings: Settings, clients: int, rate: float, seconds: float, stalled: bool = False
+) -> str:
+    received = Received()
+    count = int(rate * seconds)
     async with AsyncExitStack() as stack:
         workers = [await stack.enter_async_context(server_process(settings)) for _ in range(2)]
         user = await stack.enter_async_context(visitor(workers[0]))
         sockets = await subscribed_sockets(
             stack, workers, user.headers, TOPIC, each=max(1, clients // 2)
         )
-
-        async def receive(ws: ClientConnection) -> None:
-            while True:
-                try:
-                    text = await asyncio.wait_for(ws.recv(), timeout=2)
-                except Exception:  # quiet for 2 s (all sent), or closed (1013: too slow)
-                    return
-                frame = json.loads(text)
-                if frame.get("type") == "message":
-                    latencies.append(time.perf_counter() - frame["data"]["t"])
-
-        receiving = [asyncio.create_task(receive(ws)) for ws in sockets]
-        publishers = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(base_url=worker.base_url, headers=user.headers)
-            )
-            for worker in workers
-        ]
-        turn = 0
-
-        async def send() -> None:
-            nonlocal turn
-            turn += 1
-            await publishers[turn % 2].post(
-                f"/realtime/topics/{TOPIC}/messages", json={"data": {"t": time.perf_counter()}}
-            )
-
-        sent, achieved = await paced(rate, seconds, send)
+        receiving = [asyncio.create_task(receive(ws, received)) for ws in sockets]
+        name = f"service, {rate:g}/s ({len(sockets)} clients)"
+        if stalled:
+            # One more client that reads nothing: a small receive buffer, as a phone's.
+            (slow,) = await subscribed_sockets(stack, workers[:1], user.headers, TOPIC)
+            slow.transport.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_RCVBUF, 32_768)
+            name = f"service, {rate:g}/s ({len(sockets)} + 1 stalled)"
+        lanes = ("--lanes", str(math.ceil(rate / LANE_RATE)), "--stamp")
+        await publisher_process(workers, user.headers, TOPIC, count, rate, *lanes)
         await asyncio.gather(*receiving)
-    name = f"service (2 workers, {len(sockets)} clients)"
-    return summary(name, latencies, sent * len(sockets), achieved)
+        if stalled:
+            ended = Received()
+            await receive(slow, ended)  # what it left unread, then how it was closed
+            codes = ", ".join(map(str, ended.closed)) or "not closed"
+            name = f"{name[:-1]}: {codes})"
+    return received.summary(name, count * len(sockets))
+
+
+def parse_rates(text: str) -> list[float]:
+    return [float(rate) for rate in text.split(",")]
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=1000, help="messages a second")
+    parser.add_argument("--rates", type=parse_rates, default=[250.0, 500.0, 1000.0])
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--few", type=int, default=20, help="clients beside the stalled one")
+    parser.add_argument("--slow-rate", type=float, default=500)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -161,11 +180,14 @@ async def main() -> int:
 {%- endif %}
                 log_level="ERROR",
             )
-            print(f"{args.rate:g} messages a second for {args.seconds:g} s, "
-                  f"{args.rounds} interleaved rounds:")  # fmt: skip
+            print(f"{args.seconds:g} s a run, {args.rounds} interleaved rounds:")
             for _ in range(args.rounds):
-                print(await redis_alone(redis.url, args.rate, args.seconds), flush=True)
-                print(await service(settings, args.clients, args.rate, args.seconds), flush=True)
+                for rate in args.rates:
+                    print(await redis_alone(redis.url, rate, args.seconds), flush=True)
+                    print(await service(settings, args.clients, rate, args.seconds), flush=True)
+                for stalled in (False, True):
+                    line = await service(settings, args.few, args.slow_rate, args.seconds, stalled)
+                    print(line, flush=True)
         finally:
             redis.stop()
     return 0

@@ -155,15 +155,20 @@ async def subscribers(target: RedisTarget | str, channel: str) -> int:
 
 
 async def publisher_process(
-    workers: list[Endpoint], headers: dict[str, str], topic: str, count: int, rate: float = 0
+    workers: Sequence[Endpoint],
+    headers: dict[str, str],
+    topic: str,
+    count: int,
+    rate: float = 0,
+    *options: str,
 ) -> list[str]:
     """`count` messages ({"n": 0}, {"n": 1}, ...) published from a process of its own
-    (tests/realtime_publisher.py) through each worker in turn, each retried until
-    acknowledged: their positions."""
+    (tests/realtime_publisher.py, which says what `options` there are) through each worker in
+    turn, each retried until acknowledged: their positions."""
     python_path = os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.realtime_publisher", topic, str(count), "--rate", str(rate),
-        *(worker.base_url for worker in workers),
+        *options, *(worker.base_url for worker in workers),
         env={**os.environ, "PUBLISHER_HEADERS": json.dumps(headers), "PYTHONPATH": python_path},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

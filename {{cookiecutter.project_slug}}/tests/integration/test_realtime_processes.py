@@ -140,12 +140,15 @@ async def test_with_no_persistence_every_client_gets_a_resync_within_one_probe_i
 @pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
 def test_the_latency_benchmark_prints_redis_alone_and_the_service_side_by_side() -> None:
     bench = PROJECT / "bench" / "bench_realtime.py"
-    command = [sys.executable, str(bench), "--clients", "4", "--rate", "50", "--seconds", "1",
-               "--rounds", "1"]  # fmt: skip
+    command = [sys.executable, str(bench), "--clients", "4", "--rates", "50", "--seconds", "1",
+               "--few", "2", "--slow-rate", "50", "--rounds", "1"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[1].startswith("Redis alone")
-    assert lines[2].startswith("service (2 workers, 4 clients)")
+    assert lines[1].startswith("Redis alone, 50/s")
+    assert lines[2].startswith("service, 50/s (4 clients)")
     assert "arrived 200/200" in lines[2]  # 50 messages to each of 4 clients
+    assert lines[3].startswith("service, 50/s (2 clients)")
+    assert lines[4].startswith("service, 50/s (2 + 1 stalled: ")
+    assert "arrived 100/100" in lines[4]  # the others miss nothing
