@@ -235,9 +235,12 @@ class LocalSentinelSet:
             launcher = ("sh", str(PROJECT / "redis" / "sentinel.sh"))
             return RedisServer(directory=directory, port=port, launcher=launcher, env=env)
         conf = directory / "sentinel.conf"  # sentinels rewrite it: a file of their own
+        # 2.5 s, not less: on a busy machine, sentinels with 1 s took a just-promoted master
+        # for dead before their first PING came back, and promoted a second replica, leaving
+        # the first a master for seconds, taking writes that were then thrown away.
         conf.write_text(
             f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {master_port} 2\n"
-            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 2500\n"
             f"sentinel failover-timeout {SENTINEL_SERVICE} 5000\n"
             f"sentinel parallel-syncs {SENTINEL_SERVICE} 1\n"
         )
