@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class Received:
     latencies: list[float] = field(default_factory=list)
     stamps: set[float] = field(default_factory=set)
     closed: list[int] = field(default_factory=list)
+    server_cpu: float = 0.0  # seconds the servers spent, publishing and delivering
 
     def rate(self) -> float:
         """The rate messages were sent at, from their stamps (publisher start-up excluded)."""
@@ -77,10 +79,12 @@ class Received:
             return f"{name:<40} nothing arrived (of {expected})"
         cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
         shed = f"   closed with 1013: {self.closed.count(1013)}" if self.closed else ""
+        cpu = self.server_cpu / len(self.latencies) * 1e6
+        server = f"   server CPU {cpu:.0f} us a delivery" if self.server_cpu else ""
         return (
             f"{name:<40} p50 {cuts[49] * 1e3:8.2f} ms   p99 {cuts[98] * 1e3:8.2f} ms   "
             f"max {max(self.latencies) * 1e3:8.2f} ms   arrived {len(self.latencies)}/{expected}"
-            f"   sent at {self.rate():.0f}/s{shed}"
+            f"   sent at {self.rate():.0f}/s{shed}{server}"
         )
 
 
@@ -124,12 +128,19 @@ async def redis_alone(url: str, rate: float, seconds: float) -> str:
 
 
 async def service(
-    settings: Settings, clients: int, rate: float, seconds: float, stalled: bool = False
+    settings: Settings,
+    clients: int,
+    rate: float,
+    seconds: float,
+    stalled: bool = False,
+    options: Sequence[str] = (),
 ) -> str:
     received = Received()
     count = int(rate * seconds)
     async with AsyncExitStack() as stack:
-        workers = [await stack.enter_async_context(server_process(settings)) for _ in range(2)]
+        workers = [
+            await stack.enter_async_context(server_process(settings, *options)) for _ in range(2)
+        ]
         user = await stack.enter_async_context(visitor(workers[0]))
         sockets = await subscribed_sockets(
             stack, workers, user.headers, TOPIC, each=max(1, clients // 2)
@@ -142,8 +153,10 @@ async def service(
             slow.transport.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_RCVBUF, 32_768)
             name = f"service, {rate:g}/s ({len(sockets)} + 1 stalled)"
         lanes = ("--lanes", str(math.ceil(rate / LANE_RATE)), "--stamp")
+        cpu_before = sum(worker.cpu_seconds() for worker in workers)
         await publisher_process(workers, user.headers, TOPIC, count, rate, *lanes)
         await asyncio.gather(*receiving)
+        received.server_cpu = sum(worker.cpu_seconds() for worker in workers) - cpu_before
         if stalled:
             ended = Received()
             await receive(slow, ended)  # what it left unread, then how it was closed
@@ -164,6 +177,9 @@ async def main() -> int:
     parser.add_argument("--few", type=int, default=20, help="clients beside the stalled one")
     parser.add_argument("--slow-rate", type=float, default=500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--uvicorn", action="append", default=[], help="an option for uvicorn (repeatable)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         redis = RedisServer(directory=Path(directory)).start()
@@ -184,9 +200,14 @@ async def main() -> int:
             for _ in range(args.rounds):
                 for rate in args.rates:
                     print(await redis_alone(redis.url, rate, args.seconds), flush=True)
-                    print(await service(settings, args.clients, rate, args.seconds), flush=True)
+                    line = await service(
+                        settings, args.clients, rate, args.seconds, options=args.uvicorn
+                    )
+                    print(line, flush=True)
                 for stalled in (False, True):
-                    line = await service(settings, args.few, args.slow_rate, args.seconds, stalled)
+                    line = await service(
+                        settings, args.few, args.slow_rate, args.seconds, stalled, args.uvicorn
+                    )
                     print(line, flush=True)
         finally:
             redis.stop()

@@ -55,6 +55,18 @@ class Endpoint:
 
 
 @dataclass
+class Spawned(Endpoint):
+    """The service in a process of its own."""
+
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the process has used so far, user and system (Linux: /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
 class Served(Endpoint):
     """The app served in this process (its state, and its server's, can be looked at)."""
 
@@ -71,7 +83,8 @@ async def served(app: FastAPI, port: int = 0) -> AsyncIterator[Served]:
     port = listener.getsockname()[1]
     # As the Dockerfile and `make run` serve it.
     config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", ws=WebSocketProtocol,
+        app, lifespan="on", log_level="warning",
+        ws=WebSocketProtocol, ws_per_message_deflate=False,
         timeout_graceful_shutdown=1,  # open event streams would hold the shutdown forever
     )  # fmt: skip
     server = uvicorn.Server(config)
@@ -104,20 +117,21 @@ def environment_of(settings: Settings) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def server_process(settings: Settings) -> AsyncIterator[Endpoint]:
+async def server_process(settings: Settings, *options: str) -> AsyncIterator[Spawned]:
     """The service as deployed: uvicorn in a process of its own (one worker, as the
     Dockerfile runs it), configured by its environment, on a free port; from when it
-    answers ready until the block ends."""
+    answers ready until the block ends. `options` go to uvicorn."""
     port = free_port()
     python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
         "--factory", "--host", "127.0.0.1", "--port", str(port),
         "--ws", "{{ cookiecutter.package_name }}.realtime.protocol:WebSocketProtocol",
-        "--timeout-graceful-shutdown", "1", "--no-access-log", "--log-level", "warning",
-        env={**os.environ, **environment_of(settings), "PYTHONPATH": python_path},
+        "--ws-per-message-deflate", "false", "--timeout-graceful-shutdown", "1",
+        "--no-access-log", "--log-level", "warning",
+        *options, env={**os.environ, **environment_of(settings), "PYTHONPATH": python_path},
     )  # fmt: skip
-    endpoint = Endpoint(f"http://127.0.0.1:{port}")
+    endpoint = Spawned(f"http://127.0.0.1:{port}", process.pid)
     try:
         async with httpx.AsyncClient(base_url=endpoint.base_url) as http:
             deadline = time.monotonic() + 30
