@@ -325,8 +325,8 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_within_2_s_holdin
             held = held_for(worker, slow)
             received = asyncio.ensure_future(frames(fast, 5_000, within=20))
             peak, sent, started = 0, 0, time.monotonic()
-            # 1 KiB messages (random: compression would shrink repeats) at 500 a second until
-            # the server lets `slow` go; `fast` keeps reading.
+            # 1 KiB messages at 500 a second until the server lets `slow` go; `fast` keeps
+            # reading. (Random text: were compression turned on, it would shrink repeats.)
             while len(hub.connections) == 2 and sent < 5_000:
                 data = base64.b64encode(os.urandom(768)).decode()
                 await hub.publish(topic, json.dumps(data))
