@@ -7,8 +7,9 @@ Starts its own redis-server, then, in interleaved rounds:
     them), --clients WebSocket clients spread over them on one topic, and a publisher in a
     process of its own (tests/realtime_publisher.py, several threads) POSTing messages to
     /realtime/topics/{topic}/messages, each stamped with its send time;
-* a slow client: --slow-rate messages a second to --few clients, first alone, then beside
-  one more client that stops reading: the others' latency, and how the stalled one ended.
+* a slow client: --slow-rate messages a second of 1 KiB to --few clients, first alone, then
+  beside one more client that stops reading: the others' latency, and how the stalled one
+  ended (1013: closed for falling behind).
 
 For each it prints p50, p99 and the largest latency over every (message, client) pair, how
 many arrived, the rate the publisher reached, and how many clients the service closed with
@@ -32,6 +33,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from socket import SO_RCVBUF, SOL_SOCKET
 
@@ -56,6 +58,7 @@ from tests.service import settings_for_test  # noqa: E402
 
 TOPIC = "bench"
 LANE_RATE = 100  # messages a second one publishing thread is asked for
+SLOW_PAD = 1000  # characters: the slow-client runs send messages of about 1 KiB
 
 
 @dataclass
@@ -134,6 +137,7 @@ async def service(
     seconds: float,
     stalled: bool = False,
     options: Sequence[str] = (),
+    pad: int = 0,
 ) -> str:
     received = Received()
     count = int(rate * seconds)
@@ -152,7 +156,7 @@ async def service(
             (slow,) = await subscribed_sockets(stack, workers[:1], user.headers, TOPIC)
             slow.transport.get_extra_info("socket").setsockopt(SOL_SOCKET, SO_RCVBUF, 32_768)
             name = f"service, {rate:g}/s ({len(sockets)} + 1 stalled)"
-        lanes = ("--lanes", str(math.ceil(rate / LANE_RATE)), "--stamp")
+        lanes = ("--lanes", str(math.ceil(rate / LANE_RATE)), "--stamp", "--pad", str(pad))
         cpu_before = sum(worker.cpu_seconds() for worker in workers)
         await publisher_process(workers, user.headers, TOPIC, count, rate, *lanes)
         await asyncio.gather(*receiving)
@@ -204,11 +208,9 @@ async def main() -> int:
                         settings, args.clients, rate, args.seconds, options=args.uvicorn
                     )
                     print(line, flush=True)
+                slow = partial(service, settings, args.few, args.slow_rate, args.seconds)
                 for stalled in (False, True):
-                    line = await service(
-                        settings, args.few, args.slow_rate, args.seconds, stalled, args.uvicorn
-                    )
-                    print(line, flush=True)
+                    print(await slow(stalled, args.uvicorn, SLOW_PAD), flush=True)
         finally:
             redis.stop()
     return 0

@@ -4,10 +4,11 @@ turn, each retried until it is acknowledged (202), and prints each acknowledged 
 line. With `--lanes K`, K threads share the messages (n modulo K), each on its own
 connections, to reach rates one request at a time cannot; positions then come out of order.
 With `--stamp`, each message also carries the time it was sent (`"t"`, time.perf_counter():
-the system's monotonic clock, the same in every process here).
+the system's monotonic clock, the same in every process here); with `--pad BYTES`, that many
+random characters (`"pad"`), for messages of a given size.
 
     python -m tests.realtime_publisher TOPIC COUNT [--rate PER_SECOND] [--lanes K] [--stamp]
-        BASE_URL...
+        [--pad BYTES] BASE_URL...
 
 The request headers (a session cookie and its CSRF token) come as JSON in PUBLISHER_HEADERS.
 """
@@ -18,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +29,15 @@ import httpx
 GIVE_UP_SECONDS = 30
 
 
-def publish(http: httpx.Client, topic: str, n: int, stamp: bool) -> str | None:
+def publish(http: httpx.Client, topic: str, n: int, args: argparse.Namespace) -> str | None:
     """The message's position once acknowledged; None after GIVE_UP_SECONDS of refusals."""
     give_up = time.monotonic() + GIVE_UP_SECONDS
     while time.monotonic() < give_up:
-        data: dict[str, float] = {"n": n, "t": time.perf_counter()} if stamp else {"n": n}
+        data: dict[str, object] = {"n": n}
+        if args.pad:
+            data["pad"] = secrets.token_urlsafe(args.pad)[: args.pad]
+        if args.stamp:
+            data["t"] = time.perf_counter()
         try:
             answer = http.post(f"/realtime/topics/{topic}/messages", json={"data": data})
         except httpx.TransportError:
@@ -51,7 +57,7 @@ def lane(args: argparse.Namespace, headers: dict[str, str], first: int, started:
             for url in args.base_urls
         ]
         for n in range(first, args.count, args.lanes):
-            position = publish(servers[n % len(servers)], args.topic, n, args.stamp)
+            position = publish(servers[n % len(servers)], args.topic, n, args)
             if position is None:
                 print(f"message {n} not acknowledged in {GIVE_UP_SECONDS} s", file=sys.stderr)
                 return False
@@ -68,6 +74,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0, help="messages per second (0: at once)")
     parser.add_argument("--lanes", type=int, default=1, help="threads publishing side by side")
     parser.add_argument("--stamp", action="store_true", help='add the send time as "t"')
+    parser.add_argument("--pad", type=int, default=0, help="add this many random characters")
     parser.add_argument("base_urls", nargs="+")
     args = parser.parse_args()
     headers = json.loads(os.environ.get("PUBLISHER_HEADERS", "{}"))
