@@ -41,11 +41,26 @@ FAULT_RUNS = _first_of_each(
 )
 # The demo page differs only by whether there is a login form: one browser run for each.
 BROWSER_RUNS = _first_of_each(lambda c: c["use_sessions"] if c["use_realtime"] else None)
+# Two server processes, 200 clients and a publisher of its own, and the real-time benchmark's
+# smoke run (about 50 s): what they exercise depends on the topology and on whether there is
+# a login. One run of each.
+PROCESS_RUNS = _first_of_each(
+    lambda c: (c["redis_topology"], c["use_sessions"]) if c["use_realtime"] else None
+)
 
 
-def test_the_fault_and_browser_tests_run_in_the_all_on_render() -> None:
-    assert combination_id(all_on()) in FAULT_RUNS & BROWSER_RUNS
+def test_the_fault_browser_and_process_tests_run_in_the_all_on_render() -> None:
+    assert combination_id(all_on()) in FAULT_RUNS & BROWSER_RUNS & PROCESS_RUNS
     assert len(BROWSER_RUNS) == 2
+
+
+def test_the_process_tests_run_on_every_topology() -> None:
+    topologies = {
+        combination["redis_topology"]
+        for combination in COMBINATIONS
+        if combination_id(combination) in PROCESS_RUNS
+    }
+    assert topologies == {"standalone", "sentinel", "cluster"}
 
 
 def test_the_generated_set_includes_the_landmarks() -> None:
@@ -130,6 +145,8 @@ def test_generated_project_test_suite_passes(
     else:
         environment = {"REQUIRE_REDIS": "1"}
         options.append("--ignore=tests/integration/test_realtime_browser.py")
+    if key not in PROCESS_RUNS:
+        options.append("--ignore=tests/integration/test_realtime_processes.py")
     result = shared_environment.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *options,
         cwd=project.path,
