@@ -423,6 +423,18 @@ async def test_a_websocket_without_a_logged_in_session_is_refused_before_accept(
     assert refused.value.response.status_code == 403
 
 
+async def test_a_websocket_with_an_expired_session_is_refused_before_accept(
+    realtime_settings: SettingsFactory,
+) -> None:
+    app = create_app(realtime_settings(session_idle_ttl_seconds=1))
+    async with served(app) as worker, visitor(worker) as user:
+        await asyncio.sleep(2.5)  # idle for longer than a session lives
+        with pytest.raises(InvalidStatus) as refused:
+            await user.websocket().__aenter__()
+
+    assert refused.value.response.status_code == 403
+
+
 async def test_a_notification_reaches_every_connection_of_its_user_and_no_one_else(
     two_workers: list[Served],
 ) -> None:
