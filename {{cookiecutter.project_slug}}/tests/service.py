@@ -27,6 +27,9 @@ PRODUCTION: dict[str, Any] = {
 {%- if cookiecutter.use_realtime %}
     "realtime_allowed_origins": ["https://app.example.com"],
 {%- endif %}
+{%- if cookiecutter.__metrics %}
+    "metrics_token": "m" * 32,
+{%- endif %}
 }
 
 
@@ -39,6 +42,9 @@ def settings_for_test(**overrides: Any) -> Settings:
         "redis_topology": "standalone",
         "redis_key_prefix": f"test-{uuid.uuid4().hex[:12]}",
         "log_level": "WARNING",
+{%- if cookiecutter.__metrics %}
+        "metrics_port": 0,  # /metrics on the app's own port: nothing else to bind
+{%- endif %}
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -3,7 +3,8 @@
 After `threshold` consecutive failures the breaker opens: callers skip Redis for
 `cooldown` seconds. Then one caller at a time may try again (half-open); a success
 closes the breaker, a failure opens it for another cooldown. State changes are logged
-once each, not once per request.
+once each, not once per request, and signalled (`breaker_state`: 0 closed, 1 half-open,
+2 open; `breaker_transition` with the new state) for the metrics.
 
 Every feature that talks to Redis goes through `call`, and decides itself what
 RedisUnavailableError means for it: serve uncached, let the request pass, answer 503.
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 from .redis_client import UNAVAILABLE_ERRORS, RedisUnavailableError
 from .settings import Settings
+from .signals import UNHEARD, Signals
 
 __all__ = ["BreakerState", "CircuitBreaker", "RedisUnavailableError"]
 
@@ -32,6 +34,9 @@ class BreakerState(Enum):
     HALF_OPEN = "half-open"
 
 
+STATE_LEVELS = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
 class CircuitBreaker:
     def __init__(
         self,
@@ -41,6 +46,7 @@ class CircuitBreaker:
         cooldown_seconds: float,
         logger: logging.Logger,
         clock: Callable[[], float] = time.monotonic,
+        signals: Signals = UNHEARD,
     ) -> None:
         self.name = name
         self.threshold = threshold
@@ -50,16 +56,26 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial_in_flight = False
+        self._signals = signals
         self.state = BreakerState.CLOSED
+        signals.level("breaker_state", 0, name)
 
     @classmethod
-    def from_settings(cls, name: str, settings: Settings, logger: logging.Logger) -> CircuitBreaker:
+    def from_settings(
+        cls, name: str, settings: Settings, logger: logging.Logger, signals: Signals = UNHEARD
+    ) -> CircuitBreaker:
         return cls(
             name,
             threshold=settings.redis_breaker_threshold,
             cooldown_seconds=settings.redis_breaker_cooldown_seconds,
             logger=logger,
+            signals=signals,
         )
+
+    def _move(self, state: BreakerState) -> None:
+        self.state = state
+        self._signals.level("breaker_state", STATE_LEVELS[state], self.name)
+        self._signals.count("breaker_transition", self.name, state.value)
 
     async def call(self, operation: Callable[[], Awaitable[Result]]) -> Result:
         """Run one Redis operation through the breaker.
@@ -91,7 +107,7 @@ class CircuitBreaker:
         if self.state is BreakerState.OPEN:
             if self._clock() - self._opened_at < self.cooldown_seconds:
                 return False
-            self.state = BreakerState.HALF_OPEN
+            self._move(BreakerState.HALF_OPEN)
             self._trial_in_flight = False
         if self._trial_in_flight:
             return False
@@ -105,7 +121,7 @@ class CircuitBreaker:
     def succeeded(self) -> None:
         if self.state is not BreakerState.CLOSED:
             self._logger.warning("%s: Redis answers again; back to normal", self.name)
-        self.state = BreakerState.CLOSED
+            self._move(BreakerState.CLOSED)
         self._failures = 0
         self._trial_in_flight = False
 
@@ -123,5 +139,5 @@ class CircuitBreaker:
                     error.__class__.__name__,
                     self.cooldown_seconds,
                 )
-            self.state = BreakerState.OPEN
+            self._move(BreakerState.OPEN)
             self._opened_at = self._clock()

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
+from .request_id import HEADER
+
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
@@ -79,6 +81,19 @@ def _document_core(operation: dict[str, Any]) -> None:
         add_response(operation, 413, error_doc("The body is larger than MAX_BODY_BYTES."))
 
 
+def _document_request_id(operation: dict[str, Any]) -> None:
+    """Every answer carries the request's id (request_id.py)."""
+    for response in operation.get("responses", {}).values():
+        response.setdefault("headers", {}).setdefault(
+            HEADER,
+            {
+                "description": "The request's id: the caller's X-Request-ID when it is safe "
+                "(1-128 of A-Z a-z 0-9 . _ : + = / -), else a new one. Log lines carry it.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:+=/-]{1,128}$"},
+            },
+        )
+
+
 def install_contract(app: FastAPI, documents: Sequence[Document]) -> None:
     """Build the OpenAPI schema once, with every operation's documented answers."""
 
@@ -101,6 +116,7 @@ def install_contract(app: FastAPI, documents: Sequence[Document]) -> None:
                 _document_core(operation)
                 for document in documents:
                     document(route, method, operation, components)
+                _document_request_id(operation)
         schemas = components.get("schemas", {})
         if not any("HTTPValidationError" in str(path) for path in paths.values()):
             schemas.pop("HTTPValidationError", None)

@@ -26,6 +26,7 @@ from .contract import Document
 from .redis_client import RedisClient
 from .scripts import LuaScript
 from .settings import Settings
+from .signals import Signals
 
 # Builds the feature's runtime objects when the app starts and puts them on app.state.
 Start = Callable[[State, RedisClient, Settings], None]
@@ -82,7 +83,7 @@ Before = Callable[[State, RouteContext], RouteStep | None]
 @dataclass(frozen=True)
 class Feature:
     name: str
-    start: Start
+    start: Start | None = None
     # Demo and API routes the feature serves.
     routers: Sequence[APIRouter] = ()
     # Pure ASGI middleware; a later feature's middleware wraps an earlier one's.
@@ -96,6 +97,12 @@ class Feature:
     run: Callable[[State], AbstractAsyncContextManager[None]] | None = None
     # Why the feature cannot serve right now, or None: /health/ready answers 503 meanwhile.
     ready: Callable[[State], str | None] | None = None
+    # Listens to what every part of the service signals (signals.py), such as the metrics;
+    # made before any feature starts, and found by the features on `state.signals`.
+    listener: Callable[[Settings], Signals] | None = None
+    # Pure ASGI middleware around everything else, the request path and the body limit
+    # included (it sees every request, even one answered before routing).
+    outer_middleware: Sequence[Middleware] = ()
 
 
 IDENTIFIES_CALLER = "__identifies_caller__"

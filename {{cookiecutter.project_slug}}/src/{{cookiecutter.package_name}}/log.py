@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from .request_id import RequestIdFilter
+
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -34,10 +36,13 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(level: str, *, json_lines: bool) -> None:
     handler = _ServiceHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())  # every line carries its request's id
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s")
+        )
     root = logging.getLogger()
     for existing in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
         root.removeHandler(existing)

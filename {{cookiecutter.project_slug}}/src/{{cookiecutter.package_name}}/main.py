@@ -24,6 +24,9 @@ from .contract import install_contract
 from .errors import BodyLimit, install_error_handlers
 from .features import Feature
 from .log import configure_logging
+{%- if cookiecutter.__metrics %}
+from .observability import metrics_feature
+{%- endif %}
 {%- if cookiecutter.__limits_logins %}
 from .ratelimit import Policy, rate_limit_feature
 {%- elif cookiecutter.rate_limiting != "none" %}
@@ -32,7 +35,8 @@ from .ratelimit import rate_limit_feature
 {%- if cookiecutter.use_realtime %}
 from .realtime import realtime_feature
 {%- endif %}
-from .redis_client import build_client, close, prepare
+from .redis_client import attach_signals, build_client, close, prepare
+from .request_id import RequestId
 from .request_path import RequestPath
 {%- if cookiecutter.__limits_logins or (cookiecutter.use_sessions and cookiecutter.use_realtime) %}
 from .sessions import (
@@ -51,6 +55,7 @@ from .sessions import (
 from .sessions import sessions_feature
 {%- endif %}
 from .settings import Settings, get_settings
+from .signals import UNHEARD
 
 
 def enabled_features() -> list[Feature]:
@@ -79,6 +84,10 @@ def enabled_features() -> list[Feature]:
 {%- elif cookiecutter.use_realtime %}
         realtime_feature(),
 {%- endif %}
+{%- if cookiecutter.__metrics %}
+        # Listens to every part's signals, and counts every request, whoever answers it.
+        metrics_feature(),
+{%- endif %}
     ]
 
 
@@ -86,13 +95,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     features = enabled_features()
+    listeners = [feature.listener for feature in features if feature.listener]
+    signals = listeners[0](settings) if listeners else UNHEARD
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = build_client(settings)
+        attach_signals(app.state.redis, signals)
         await prepare(app.state.redis)
         for feature in features:
-            feature.start(app.state, app.state.redis, settings)
+            if feature.start:
+                feature.start(app.state, app.state.redis, settings)
         # Objects made at startup live as long as the process: freezing them keeps the
         # collector from walking them again and again.
         gc.collect()
@@ -115,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.signals = signals
     app.state.readiness = [
         partial(feature.ready, app.state) for feature in features if feature.ready
     ]
@@ -125,8 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if any(feature.before for feature in features):
         # Outside the features: every feature's Redis work for a request in one round trip.
         app.add_middleware(RequestPath, features=features)
-    # Outermost: a body over MAX_BODY_BYTES costs no Redis work and is never read whole.
+    # A body over MAX_BODY_BYTES costs no Redis work and is never read whole.
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    for feature in features:
+        for middleware in feature.outer_middleware:
+            app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    # Outermost: every request has its id before anything logs about it.
+    app.add_middleware(RequestId)
     install_contract(app, [feature.document(settings) for feature in features if feature.document])
     app.include_router(health.router)
     for feature in features:

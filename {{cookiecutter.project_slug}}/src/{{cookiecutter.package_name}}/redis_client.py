@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeAlias
 
@@ -34,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from .settings import Settings
+from .signals import UNHEARD, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,21 @@ class RedisUnavailableError(Exception):
     """Redis did not answer, or the circuit breaker says not to ask it now."""
 
 
+# Lua scripts by SHA1, named after their purpose ("cache.lookup"), filled as scripts load
+# (scripts.LuaScript): an EVALSHA is signalled under its script's name, not its hash.
+SCRIPT_NAMES: dict[str, str] = {}
+
+
+def command_kind(command: Sequence[Any]) -> str:
+    """What a command is, for its latency figures: its name, or its script's name."""
+    name = command[0]
+    name = (name.decode() if isinstance(name, bytes) else str(name)).upper()
+    if name in ("EVALSHA", "EVALSHA_RO") and len(command) > 1:
+        sha = command[1]
+        return SCRIPT_NAMES.get(sha.decode() if isinstance(sha, bytes) else str(sha), name)
+    return name
+
+
 def no_retry() -> Retry:
     return Retry(NoBackoff(), retries=0)
 
@@ -75,10 +92,14 @@ class _FairQueue:
     every wait bounded (tests/integration/test_redis_client.py: 64 callers on 50
     connections). Cluster nodes have no blocking pool at all (they raise
     MaxConnectionsError); this gives them one.
+
+    It also signals how long each command waited for a connection (`redis_pool_wait`) and
+    how long Redis took to answer (`redis_command`, by command_kind).
     """
 
     _slots: asyncio.Semaphore
     _slot_timeout: float
+    signals: Signals = UNHEARD
 
     def _init_slots(self, size: int, timeout: float) -> None:
         self._slots = asyncio.Semaphore(size)
@@ -87,22 +108,28 @@ class _FairQueue:
     async def take_slot(self) -> None:
         if not self._slots.locked():
             await self._slots.acquire()  # free: no waiting, so no deadline to arm
+            self.signals.observe("redis_pool_wait", 0.0)
             return
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._slot_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise RedisConnectionError("no free Redis connection within the pool timeout") from None
+        finally:
+            self.signals.observe("redis_pool_wait", time.perf_counter() - started)
 
     def free_slot(self) -> None:
         self._slots.release()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         await self.take_slot()
+        started = time.perf_counter()
         try:
             return await super().execute_command(*args, **kwargs)  # type: ignore[misc]
         finally:
             self.free_slot()
+            self.signals.observe("redis_command", time.perf_counter() - started, command_kind(args))
 
 
 class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside redis-py)
@@ -135,10 +162,14 @@ class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside 
                 except BaseException:
                     await pool.release(connection)
                     raise
+            started = time.perf_counter()
             try:
                 return await _exchange(connection, pack_commands(commands), len(commands))
             finally:
                 await pool.release(connection)
+                took = time.perf_counter() - started
+                for command in commands:  # each waited for the one round trip
+                    self.signals.observe("redis_command", took, command_kind(command))
         finally:
             self.free_slot()
 
@@ -294,6 +325,12 @@ def build_client(settings: Settings) -> RedisClient:
         **options,
     )
     return BoundedRedis.from_pool(pool)
+
+
+def attach_signals(client: RedisClient, signals: Signals) -> None:
+    """Have the client signal its pool waits and command latencies (not the in-process fake)."""
+    if isinstance(client, BoundedRedis | BoundedRedisCluster):
+        client.signals = signals
 
 
 async def run_together(client: RedisClient, commands: Sequence[Sequence[Any]]) -> list[Any]:

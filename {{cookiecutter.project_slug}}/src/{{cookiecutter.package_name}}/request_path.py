@@ -21,15 +21,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from redis.exceptions import NoScriptError
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .features import Call, Feature, Outcome, RouteStep
 from .redis_client import UNAVAILABLE_ERRORS, RedisClient, RedisUnavailableError, run_together
+from .routes import RouteIndex
 
-RouteTable = list[tuple[RouteContext, tuple[RouteStep, ...]]]
+Steps = tuple[RouteStep, ...]
 
 # Set in the request's state when Redis failed (or a breaker is open) before routing.
 REDIS_FAILED = "redis_failed"
@@ -41,31 +40,17 @@ def redis_failed_before(request: Request) -> bool:
     return bool(request.scope.get("state", {}).get(REDIS_FAILED))
 
 
-def route_table(app: FastAPI, features: Sequence[Feature]) -> RouteTable:
-    """Each route with the steps of the features that need Redis before its endpoint;
-    the outermost feature (listed last in main.py) first."""
-    table: RouteTable = []
-    for route in iter_route_contexts(app.router.routes):
-        if not isinstance(route.original_route, APIRoute):
-            continue  # the docs, static files: no feature works on them
-        steps = tuple(
+def route_steps(app: FastAPI, features: Sequence[Feature], index: RouteIndex) -> list[Steps]:
+    """For each route of the index, the steps of the features that need Redis before its
+    endpoint; the outermost feature (listed last in main.py) first."""
+    return [
+        tuple(
             step
             for feature in reversed(features)
             if feature.before is not None and (step := feature.before(app.state, route)) is not None
         )
-        table.append((route, steps))
-    return table
-
-
-def find_steps(table: RouteTable, scope: Scope) -> tuple[RouteStep, ...]:
-    """The steps of the route that will serve this request, found as the router finds it
-    (the first full match); none if no route matches fully (then the router answers 404
-    or 405, as it would have anyway)."""
-    for route, steps in table:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return steps
-    return ()
+        for route in index.routes
+    ]
 
 
 def _judged(call: Call, reply: Any) -> Any:
@@ -117,30 +102,18 @@ class RequestPath:
     """Pure ASGI, outside every feature's middleware: runs the features' calls before
     routing, answers for a feature that wants to, and adds the features' headers."""
 
-    # Routes found per (method, root path, path); forgotten wholesale past this many, as
-    # paths are the client's choice.
-    FOUND_LIMIT = 4096
-
     def __init__(self, app: ASGIApp, features: Sequence[Feature]) -> None:
         self.app = app
         self.features = tuple(features)
-        self.table: RouteTable = []
-        self.routes_seen = -1
-        self.found: dict[tuple[str, str, str], tuple[RouteStep, ...]] = {}
+        self.index = RouteIndex()
+        self.steps: list[Steps] = []
 
-    def steps_for(self, scope: Scope) -> tuple[RouteStep, ...]:
+    def steps_for(self, scope: Scope) -> Steps:
         application: FastAPI = scope["app"]
-        if len(application.router.routes) != self.routes_seen:  # the first request, or
-            self.routes_seen = len(application.router.routes)  # routes added since
-            self.table = route_table(application, self.features)
-            self.found.clear()
-        key = (scope["method"], scope.get("root_path", ""), scope["path"])
-        steps = self.found.get(key)
-        if steps is None:
-            if len(self.found) >= self.FOUND_LIMIT:
-                self.found.clear()
-            steps = self.found[key] = find_steps(self.table, scope)
-        return steps
+        if self.index.refresh(application):
+            self.steps = route_steps(application, self.features, self.index)
+        found = self.index.find(scope)
+        return () if found is None else self.steps[found]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from .redis_client import RedisClient
+from .redis_client import SCRIPT_NAMES, RedisClient
 
 
 def hash_tagged(prefix: str, tag: str, *parts: str) -> str:
@@ -42,6 +42,9 @@ class LuaScript:
             raise ValueError("LuaScript needs the package whose lua/ folder holds the script")
         self.source = (resources.files(package) / "lua" / filename).read_text("utf-8")
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        # "<feature>.<script>", such as cache.lookup: how its EVALSHAs are signalled.
+        self.name = f"{package.rsplit('.', 1)[-1]}.{filename.removesuffix('.lua')}"
+        SCRIPT_NAMES[self.sha] = self.name
 
     async def __call__(
         self, client: RedisClient, keys: list[str], args: list[str | int | float | bytes]

@@ -133,6 +133,14 @@ class Settings(BaseSettings):
     realtime_send_timeout_seconds: float = Field(default=1.0, gt=0)
     realtime_sse_heartbeat_seconds: float = Field(default=15, gt=0)
 {%- endif %}
+{%- if cookiecutter.__metrics %}
+
+    # Metrics: GET /metrics on a port of its own (METRICS_PORT=0: on the service's port), and
+    # with METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>`, on either
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_token: SecretStr | None = None
+{%- endif %}
 
     @field_validator(
         "redis_cluster_nodes",
@@ -195,6 +203,16 @@ class Settings(BaseSettings):
             raise ValueError("use 1-64 letters, digits, '_', '.', ':' or '-'")
         return value
 
+{%- if cookiecutter.__metrics %}
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (or leave it unset)")
+        return value
+{%- endif %}
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         if self.app_env is not AppEnv.PRODUCTION:
@@ -222,6 +240,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "APP_ENV=production needs REALTIME_ALLOWED_ORIGINS, the exact origins whose "
                 "pages may open WebSockets (e.g. https://app.example.com)"
+            )
+{%- endif %}
+{%- if cookiecutter.__metrics %}
+        if self.metrics_port == 0 and self.metrics_token is None:
+            raise ValueError(
+                "APP_ENV=production refuses /metrics without authentication on the service's "
+                "port: set METRICS_PORT (a port of its own) or METRICS_TOKEN"
             )
 {%- endif %}
         return self

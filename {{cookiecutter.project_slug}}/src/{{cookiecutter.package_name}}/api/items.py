@@ -25,6 +25,7 @@ from ..redis_client import RedisClient
 from ..request_path import redis_failed_before
 from ..scripts import hash_tagged
 from ..settings import Settings, SettingsDep
+from ..signals import UNHEARD, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,10 @@ class ItemValues:
 
     SEEN_LIMIT = 10_000  # the fallback copy is forgotten wholesale past this many items
 
-    def __init__(self, redis: RedisClient, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, signals: Signals = UNHEARD) -> None:
         self._redis = redis
         self.key = hash_tagged(settings.redis_key_prefix, "demo-items", "values")
-        self.breaker = CircuitBreaker.from_settings("demo items", settings, logger)
+        self.breaker = CircuitBreaker.from_settings("demo items", settings, logger, signals)
         self._seen: dict[str, str] = {}
 
     async def get(self, item_id: str, *, skip_redis: bool = False) -> str | None:

@@ -17,8 +17,8 @@ __all__ = ["Cache", "CacheDep", "CacheSerializationError", "cache_feature", "cac
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
-    state.cache = Cache(redis, settings)
-    state.item_values = items.ItemValues(redis, settings)
+    state.cache = Cache(redis, settings, state.signals)
+    state.item_values = items.ItemValues(redis, settings, state.signals)
 
 
 def cache_feature() -> Feature:

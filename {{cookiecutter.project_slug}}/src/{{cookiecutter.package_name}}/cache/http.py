@@ -224,8 +224,10 @@ class Plan:
         if isinstance(reply, Exception):
             if not isinstance(reply, RedisUnavailableError):  # a bug, or a key of the wrong type
                 logger.error("cache lookup script failed: %s", reply)
+            self.cache.counted(self.policy.namespace, None)
             return NOTHING  # computed and served uncached
         found = self.found = Found.parse(reply)
+        self.cache.counted(self.policy.namespace, found)
         if found.usable and self.before_routing:
             self.finished = True
             return Outcome(respond=self.answer(found))
@@ -470,6 +472,7 @@ def cache_step(state: State, route: RouteContext) -> RouteStep | None:
         plan = Plan(cache=cache, policy=policy, before_routing=before_routing)
         request.scope.setdefault("state", {})[PLAN_KEY] = plan
         if not plan.prepare(request):
+            cache.signals.count("cache_lookup", policy.namespace, "bypass")
             return None
         return plan.lookup_call()
 

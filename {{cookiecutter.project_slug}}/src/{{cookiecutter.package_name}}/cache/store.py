@@ -12,6 +12,9 @@
 * Fails open: when Redis is down or slow the value is computed and returned uncached, and
   a circuit breaker keeps every caller from paying the Redis timeout.
 * Values are JSON, never pickle.
+* Every lookup is signalled with its namespace and result (`cache_lookup`: hit, stale,
+  miss, bypass or error), and every caller that waits for another's computation
+  (`cache_stampede_wait`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..breaker import CircuitBreaker, RedisUnavailableError
 from ..redis_client import RedisClient
 from ..scripts import LuaScript, digest, hash_tagged
 from ..settings import Settings
+from ..signals import UNHEARD, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,15 @@ RELEASE = LuaScript(__package__, "release.lua")
 INVALIDATE = LuaScript(__package__, "invalidate.lua")
 
 Model = TypeVar("Model", bound=BaseModel)
+
+# A lookup's outcome (lookup.lua) as the figures count it; "refresh" is a caller's no-cache.
+LOOKUP_RESULTS = {
+    "hit": "hit",
+    "hit-match": "hit",
+    "stale": "stale",
+    "stale-match": "stale",
+    "refresh": "bypass",
+}
 
 
 class CacheSerializationError(TypeError):
@@ -69,6 +82,7 @@ class CacheKeys:
     entry: str
     lock: str
     marker: str
+    namespace: str
 
 
 @dataclass
@@ -128,15 +142,21 @@ def encode_json(value: Any) -> bytes:
 
 
 class Cache:
-    def __init__(self, redis: RedisClient, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, signals: Signals = UNHEARD) -> None:
         self._redis = redis
+        self.signals = signals
         self._prefix = settings.redis_key_prefix
         self._default_ttl_seconds = settings.cache_ttl_seconds
         self._stale_ms = int(settings.cache_stale_seconds * 1000)
         self._lock_ttl_ms = max(int(settings.cache_lock_ttl_seconds * 1000), 1)
         self.max_body_bytes = settings.cache_max_body_bytes
-        self.breaker = CircuitBreaker.from_settings("cache", settings, logger)
+        self.breaker = CircuitBreaker.from_settings("cache", settings, logger, signals)
         self._tags: dict[str, str] = {}
+
+    def counted(self, namespace: str, found: Found | None) -> None:
+        """Signal a lookup's result; None: Redis could not be asked, or the script failed."""
+        result = "error" if found is None else LOOKUP_RESULTS.get(found.outcome, "miss")
+        self.signals.count("cache_lookup", namespace, result)
 
     # -- keys and Redis calls ---------------------------------------------------------
 
@@ -150,6 +170,7 @@ class Cache:
             entry=hash_tagged(self._prefix, tag, "e", resource_digest),
             lock=hash_tagged(self._prefix, tag, "l", resource_digest, variant),
             marker=hash_tagged(self._prefix, tag, "i", resource_digest),
+            namespace=namespace,
         )
 
     async def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
@@ -187,6 +208,8 @@ class Cache:
             found = Found.parse(reply)
             if found.outcome != "miss-wait" or refresh or time.monotonic() >= deadline:
                 return found
+            if delay == 0.01:  # the first wait of this caller
+                self.signals.count("cache_stampede_wait", keys.namespace)
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
             delay = min(delay * 2, 0.1)
 
@@ -276,7 +299,9 @@ class Cache:
         try:
             found = await self.obtain(keys, "-", token, take_lock=True, refresh=False)
         except RedisUnavailableError:
+            self.counted(namespace, None)
             return self._decode(encode_json(await producer()), model)
+        self.counted(namespace, found)
         if found.usable and found.body is not None:
             return self._decode(found.body, model)
         try:

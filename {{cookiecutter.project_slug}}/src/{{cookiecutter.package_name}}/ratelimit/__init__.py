@@ -33,6 +33,7 @@ def rate_limit_feature(
             algorithm=algorithm,
             identify_user=identify_user,
             route_policies=route_policies,
+            signals=state.signals,
         )
 
     return Feature(

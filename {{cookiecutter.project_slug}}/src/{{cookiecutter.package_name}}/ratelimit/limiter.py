@@ -38,6 +38,7 @@ from ..features import NOTHING, Call, Outcome, RouteStep
 from ..redis_client import RedisClient
 from ..scripts import LuaScript, digest, hash_tagged
 from ..settings import Settings
+from ..signals import UNHEARD, Signals
 from .policy import Decision, Policy, RoutePolicies, route_policy
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,10 @@ class RateLimiter:
         algorithm: str,
         identify_user: Callable[[Request], str | None] | None = None,
         route_policies: RoutePolicies | None = None,
+        signals: Signals = UNHEARD,
     ) -> None:
         self._redis = redis
+        self._signals = signals
         self._prefix = settings.redis_key_prefix
         self._script = LuaScript(__package__, f"{algorithm}.lua")
         self.algorithm = algorithm
@@ -120,7 +123,7 @@ class RateLimiter:
         self.route_policies = dict(route_policies or {})
         self.legacy_headers = settings.rate_limit_legacy_headers
         self._identify_user = identify_user
-        self.breaker = CircuitBreaker.from_settings("rate limiter", settings, logger)
+        self.breaker = CircuitBreaker.from_settings("rate limiter", settings, logger, signals)
 
     def identity(self, request: Request) -> str:
         user = self._identify_user(request) if self._identify_user else None
@@ -150,8 +153,15 @@ class RateLimiter:
         try:
             reply = await self.breaker.call(lambda: call.script(self._redis, call.keys, call.args))
         except RedisUnavailableError:
+            self._signal_unanswered(policy)
             return None
-        return self.decision(policy, reply)
+        decision = self.decision(policy, reply)
+        self._signals.count("ratelimit_decision", policy.name, _outcome(decision.allowed))
+        return decision
+
+    def _signal_unanswered(self, policy: Policy) -> None:
+        outcome = "failed_closed" if policy.fail_closed else "failed_open"
+        self._signals.count("ratelimit_decision", policy.name, outcome)
 
     @staticmethod
     def decision(policy: Policy, reply: Any) -> Decision:
@@ -171,6 +181,7 @@ class RateLimiter:
         if isinstance(reply, Exception) and not isinstance(reply, RedisUnavailableError):
             logger.error("rate limit script failed: %s", reply)
         if isinstance(reply, Exception):
+            self._signal_unanswered(policy)
             if not policy.fail_closed:
                 return NOTHING
             unavailable = error_response(
@@ -180,6 +191,7 @@ class RateLimiter:
             )
             return Outcome(respond=unavailable)
         decision = self.decision(policy, reply)
+        self._signals.count("ratelimit_decision", policy.name, _outcome(decision.allowed))
         headers = decision.headers(legacy=self.legacy_headers)
         if decision.allowed:
             return Outcome(headers=headers)
@@ -196,6 +208,10 @@ class RateLimiter:
 
     def is_exempt(self, path: str) -> bool:
         return is_exempt_path(path, self.exempt_paths)
+
+
+def _outcome(allowed: bool) -> str:
+    return "allowed" if allowed else "limited"
 
 
 def is_exempt_path(path: str, exempt_paths: Iterable[str]) -> bool:

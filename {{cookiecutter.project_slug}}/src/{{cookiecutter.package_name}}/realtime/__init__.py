@@ -20,7 +20,7 @@ __all__ = ["realtime_feature"]
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
-    hub = Hub(redis, settings)
+    hub = Hub(redis, settings, state.signals)
     state.realtime = hub
     state.leaderboards = Leaderboards(hub)
     sessions = getattr(state, "sessions", None)  # the sessions feature, when enabled

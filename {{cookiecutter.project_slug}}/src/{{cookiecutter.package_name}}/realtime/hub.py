@@ -11,6 +11,8 @@ WebSocket and SSE connections.
   or a master demoted by a failover, keeps the connection open and silent).
 * Each connection has a bounded outbox drained by its own writer; the hub never waits for a
   socket. A connection whose outbox is full is closed (see `Outbox`).
+* Signals for the metrics: `realtime_connections` (open here), `realtime_subscribed` (1 while
+  every subscriber connection is subscribed) and `realtime_subscriber_connect` (each attempt).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from ..redis_client import RedisClient
 from ..scripts import LuaScript, hash_tagged
 from ..settings import Settings
+from ..signals import UNHEARD, Signals
 from .topics import Position, Topic
 
 logger = logging.getLogger(__name__)
@@ -276,6 +279,7 @@ class Link:
 
     async def _connect(self) -> None:
         self.connects += 1
+        self.hub.signals.count("realtime_subscriber_connect")
         self.pubsub = self.client.pubsub()
         control = [self.hub.control_channel] if self.carries_control else []
         channels = [self.probe_channel, *control, *self.channels]
@@ -290,6 +294,7 @@ class Link:
 
     async def _disconnect(self) -> None:
         self.ready.clear()
+        self.hub.signal_subscribed()
         pubsub, self.pubsub = self.pubsub, None
         if pubsub is not None:
             try:
@@ -324,6 +329,7 @@ class Link:
             channel = as_text(message[1])
             if channel == self.probe_channel:
                 self.ready.set()
+                self.hub.signal_subscribed()
                 self.settled.set()
             acknowledged = self.acks.get(channel)
             if acknowledged is not None and not acknowledged.done():
@@ -345,8 +351,9 @@ class Link:
 
 
 class Hub:
-    def __init__(self, redis: RedisClient, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, signals: Signals = UNHEARD) -> None:
         self.redis = redis
+        self.signals = signals
         self.settings = settings
         self.prefix = settings.redis_key_prefix
         self.sharded = isinstance(redis, RedisCluster)
@@ -449,6 +456,10 @@ class Hub:
                 return channel
         raise RedisClusterException(f"no slot of {node_name} found for a probe channel")
 
+    def signal_subscribed(self) -> None:
+        subscribed = all(link.subscribed for link in self.links.values())
+        self.signals.level("realtime_subscribed", 1 if subscribed else 0)
+
     def problem(self) -> str | None:
         """Why the hub cannot deliver right now (for /health/ready), or None."""
         for link in self.links.values():
@@ -529,11 +540,13 @@ class Hub:
 
     def connected(self, outbox: Outbox, user: str | None) -> None:
         self.connections.add(outbox)
+        self.signals.level("realtime_connections", len(self.connections))
         if user is not None:
             self.users.setdefault(user, set()).add(outbox)
 
     def disconnected(self, outbox: Outbox, user: str | None) -> None:
         self.connections.discard(outbox)
+        self.signals.level("realtime_connections", len(self.connections))
         if user is not None and user in self.users:
             self.users[user].discard(outbox)
             if not self.users[user]:

@@ -31,7 +31,7 @@ __all__ = [
 
 
 def _start(state: State, redis: RedisClient, settings: Settings) -> None:
-    state.sessions = SessionStore(redis, settings)
+    state.sessions = SessionStore(redis, settings, state.signals)
 
 
 def sessions_feature() -> Feature:

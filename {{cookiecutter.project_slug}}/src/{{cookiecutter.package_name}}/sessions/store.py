@@ -47,6 +47,7 @@ from ..features import NOTHING, Call, Outcome
 from ..redis_client import RedisClient
 from ..scripts import LuaScript, b64url, digest, hash_tagged
 from ..settings import Settings
+from ..signals import UNHEARD, Signals
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,9 @@ def _ms_to_datetime(value: int) -> datetime:
 
 
 class SessionStore:
-    def __init__(self, redis: RedisClient, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, signals: Signals = UNHEARD) -> None:
         self._redis = redis
+        self._signals = signals
         self._prefix = settings.redis_key_prefix
         self._idle_ms = int(settings.session_idle_ttl_seconds * 1000)
         self._max_age_ms = int(settings.session_max_age_seconds * 1000)
@@ -148,7 +150,7 @@ class SessionStore:
             self._secret = secrets.token_bytes(32)
         else:
             self._secret = secret.get_secret_value().encode()
-        self.breaker = CircuitBreaker.from_settings("sessions", settings, logger)
+        self.breaker = CircuitBreaker.from_settings("sessions", settings, logger, signals)
         self._signatures: dict[str, str] = {}
         # Called with the username after "log out everywhere" (other features end what
         # they hold for that user, such as open WebSockets).
@@ -193,15 +195,23 @@ class SessionStore:
 
     # -- Redis calls --------------------------------------------------------------------
 
-    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
-        """One Redis operation; sessions fail closed, so unavailability is a 503."""
+    async def _call(self, name: str, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """One Redis operation; sessions fail closed, so unavailability is a 503. Signalled
+        as a `session_operation` with its name and outcome (ok, unavailable or error)."""
         try:
-            return await self.breaker.call(operation)
+            result = await self.breaker.call(operation)
         except RedisUnavailableError as error:
+            self._signals.count("session_operation", name, "unavailable")
             raise SessionStoreUnavailableError from error
+        except Exception:
+            self._signals.count("session_operation", name, "error")
+            raise
+        self._signals.count("session_operation", name, "ok")
+        return result
 
     async def _run(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        return await self._call(lambda: script(self._redis, keys, args))
+        operation = script.name.rpartition(".")[2]  # sessions.read: read
+        return await self._call(operation, lambda: script(self._redis, keys, args))
 
     @staticmethod
     def _field(name: str) -> str:
@@ -222,12 +232,23 @@ class SessionStore:
         """The one EVALSHA that reads a session, for the request path to send with the
         other features' calls. See the module docstring for the two cases in which it
         writes."""
+
+        def signalled(reply: Any) -> Outcome:
+            if not isinstance(reply, Exception):
+                outcome = "ok"
+            elif isinstance(reply, RedisUnavailableError):
+                outcome = "unavailable"
+            else:
+                outcome = "error"
+            self._signals.count("session_operation", "read", outcome)
+            return settle(reply)
+
         return Call(
             script=READ,
             keys=[self.session_key(cookie), self._key(cookie.tag, "meta")],
             args=[self._touch_ms, self._idle_ms],
             breaker=self.breaker,
-            settle=settle,
+            settle=signalled,
         )
 
     async def load(self, cookie_value: str | None) -> Session | None:
@@ -353,7 +374,7 @@ class SessionStore:
         )
 
     async def _delete(self, key: str) -> None:
-        await self._call(lambda: self._redis.unlink(key))
+        await self._call("delete", lambda: self._redis.unlink(key))
 
     async def logout(self, session: Session) -> None:
         tag = session.cookie.tag
@@ -379,7 +400,9 @@ class SessionStore:
             return []
         tag = current.cookie.tag
         index = self._key(tag, "index")
-        members = await self._call(lambda: self._redis.zrevrange(index, 0, MAX_LISTED_SESSIONS - 1))
+        members = await self._call(
+            "list", lambda: self._redis.zrevrange(index, 0, MAX_LISTED_SESSIONS - 1)
+        )
         digests = [member.decode() for member in members if isinstance(member, bytes)]
         if not digests:
             return []

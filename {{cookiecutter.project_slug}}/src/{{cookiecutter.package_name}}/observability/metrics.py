@@ -1,0 +1,218 @@
+"""Prometheus metrics: what every part of the service signals (signals.py), as figures.
+
+* Names follow Prometheus' conventions: `<package>_` first, base units (`_seconds`),
+  `_total` on counters. HTTP requests are labelled by route template, never by raw path,
+  and /health and /metrics are left out.
+* Several worker processes: with PROMETHEUS_MULTIPROC_DIR set (the Dockerfile sets it and
+  empties it at start), every worker writes its figures there and any worker answers a
+  scrape with the sum over all of them (client_python's multiprocess mode). Without it, each
+  worker answers with its own figures only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..routes import RouteIndex
+
+PREFIX = (__package__ or "service").partition(".")[0]  # the service's package name
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds: a Redis round trip on a LAN is 0.1-1 ms; a pool wait is 0 unless the pool is full.
+REDIS_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+HTTP_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# Requests to these are not counted: probes and scrapes would drown the service's traffic.
+UNCOUNTED_PREFIXES = ("/health/", "/metrics")
+# Methods are the client's choice: any other is counted as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+# How workers' gauges add up in multiprocess mode (only live workers count).
+GaugeMode = Literal["livemax", "livemin", "livesum"]
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROCESS_DIR) or None
+
+
+class Metrics:
+    """The service's metrics, fed by signals; one per app (a registry of its own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+
+        def counter(name: str, text: str, *labels: str) -> Counter:
+            return Counter(f"{PREFIX}_{name}", text, labels, registry=registry)
+
+        def histogram(name: str, text: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(f"{PREFIX}_{name}", text, labels, registry=registry, buckets=buckets)
+
+        def gauge(name: str, text: str, mode: GaugeMode, *labels: str) -> Gauge:
+            return Gauge(
+                f"{PREFIX}_{name}", text, labels, registry=registry, multiprocess_mode=mode
+            )
+
+        self.http_requests = counter(
+            "http_requests", "HTTP requests answered, by route template", "method", "route",
+            "status",
+        )  # fmt: skip
+        self.http_duration = histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            HTTP_BUCKETS,
+            "method",
+            "route",
+        )
+        self._counters: dict[str, Counter] = {
+            "cache_lookup": counter(
+                "cache_lookups", "Cache lookups by result: hit, stale, miss, bypass, error",
+                "namespace", "result",
+            ),
+            "cache_stampede_wait": counter(
+                "cache_stampede_waits", "Lookups that waited for another caller's computation",
+                "namespace",
+            ),
+            "ratelimit_decision": counter(
+                "ratelimit_decisions",
+                "Rate-limit decisions: allowed, limited, failed_open, failed_closed",
+                "policy", "outcome",
+            ),
+            "session_operation": counter(
+                "session_operations", "Session store operations by outcome: ok, unavailable, error",
+                "operation", "outcome",
+            ),
+            "breaker_transition": counter(
+                "breaker_transitions", "Circuit breaker state changes, by the state entered",
+                "feature", "state",
+            ),
+            "realtime_subscriber_connect": counter(
+                "realtime_subscriber_connects", "Real-time subscriber connection attempts"
+            ),
+        }  # fmt: skip
+        self._histograms: dict[str, Histogram] = {
+            "redis_command": histogram(
+                "redis_command_duration_seconds",
+                "Time Redis took to answer, by command or Lua script (cache.lookup, ...)",
+                REDIS_BUCKETS,
+                "command",
+            ),
+            "redis_pool_wait": histogram(
+                "redis_pool_wait_seconds",
+                "Time a command waited for a pool connection",
+                REDIS_BUCKETS,
+            ),
+        }
+        self._gauges: dict[str, Gauge] = {
+            "breaker_state": gauge(
+                "breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open (the "
+                "highest over workers)", "livemax", "feature",
+            ),
+            "realtime_connections": gauge(
+                "realtime_connections", "Open WebSocket and SSE connections", "livesum"
+            ),
+            "realtime_subscribed": gauge(
+                "realtime_subscribed", "1 while every worker's real-time subscriber is "
+                "subscribed (the lowest over workers)", "livemin",
+            ),
+        }  # fmt: skip
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    @staticmethod
+    def _child(metric: Any, labels: tuple[str, ...]) -> Any:
+        return metric.labels(*labels) if labels else metric
+
+    def _labelled(self, kind: dict[str, Any], name: str, labels: tuple[str, ...]) -> Any:
+        key = (name, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._child(kind[name], labels)
+        return child
+
+    # -- signals.Signals ------------------------------------------------------------------
+
+    def count(self, name: str, *labels: str) -> None:
+        self._labelled(self._counters, name, labels).inc()
+
+    def observe(self, name: str, value: float, *labels: str) -> None:
+        self._labelled(self._histograms, name, labels).observe(value)
+
+    def level(self, name: str, value: float, *labels: str) -> None:
+        self._labelled(self._gauges, name, labels).set(value)
+
+    # -- exposition -----------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The text format: this process's figures, or every worker's in multiprocess mode
+        (reading their files: call it in a thread)."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    async def scrape(self) -> bytes:
+        return await asyncio.to_thread(self.exposition)
+
+    @staticmethod
+    def process_ended() -> None:
+        """This worker is stopping: its live gauges no longer count (multiprocess mode)."""
+        directory = multiprocess_dir()
+        if directory is not None:
+            mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+
+class HttpMetrics:
+    """Pure ASGI, around everything: counts and times each HTTP request by method, route
+    template and status, whoever answers it (the router, or a feature before routing)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.index = RouteIndex()
+        self.templates: list[str] = []
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def route_of(self, scope: Scope) -> str:
+        if self.index.refresh(scope["app"]):
+            self.templates = [route.path_format or "" for route in self.index.routes]
+        found = self.index.find(scope)
+        return "unmatched" if found is None else self.templates[found]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNCOUNTED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        metrics: Metrics = scope["app"].state.signals
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def send_keeping_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_keeping_status)
+        finally:
+            took = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            key = (method, self.route_of(scope), status)
+            children = self.children.get(key)
+            if children is None:  # bounded: methods x routes x statuses
+                children = self.children[key] = (
+                    metrics.http_requests.labels(key[0], key[1], str(status)),
+                    metrics.http_duration.labels(key[0], key[1]),
+                )
+            children[0].inc()
+            children[1].observe(took)
