@@ -46,10 +46,10 @@ sys.path[:0] = [str(PROJECT), str(PROJECT / "src")]
 
 from {{ cookiecutter.package_name }}.settings import Settings  # noqa: E402
 
+from tests.processes import server_process  # noqa: E402
 from tests.realtime_clients import (  # noqa: E402
     ORIGIN,
     publisher_process,
-    server_process,
     subscribed_sockets,
     visitor,
 )

@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -17,53 +16,24 @@ from dataclasses import dataclass, field
 {%- if cookiecutter.use_sessions %}
 from http.cookies import SimpleCookie
 {%- endif %}
-from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from pydantic import SecretStr
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from {{ cookiecutter.package_name }}.realtime.protocol import WebSocketProtocol
-from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.redis_servers import free_port
+from tests.processes import PROJECT, Endpoint
 from tests.redis_target import RedisTarget
 
 ORIGIN = "http://app.test"
 {%- if cookiecutter.use_sessions %}
 PASSWORD = "correct horse battery staple"
 {%- endif %}
-
-
-PROJECT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Endpoint:
-    """Where the service answers."""
-
-    base_url: str
-
-    @property
-    def ws_url(self) -> str:
-        return self.base_url.replace("http://", "ws://") + "/realtime/ws"
-
-
-@dataclass
-class Spawned(Endpoint):
-    """The service in a process of its own."""
-
-    pid: int
-
-    def cpu_seconds(self) -> float:
-        """The CPU time the process has used so far, user and system (Linux: /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -99,59 +69,6 @@ async def served(app: FastAPI, port: int = 0) -> AsyncIterator[Served]:
         server.should_exit = True
         await serving
         listener.close()
-
-
-def environment_of(settings: Settings) -> dict[str, str]:
-    """`settings` as the environment variables a server process reads them from."""
-    environment = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, list):
-            value = ",".join(str(item) for item in value)
-        environment[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    return environment
-
-
-@asynccontextmanager
-async def server_process(settings: Settings, *options: str) -> AsyncIterator[Spawned]:
-    """The service as deployed: uvicorn in a process of its own (one worker, as the
-    Dockerfile runs it), configured by its environment, on a free port; from when it
-    answers ready until the block ends. `options` go to uvicorn."""
-    port = free_port()
-    python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
-        "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--ws", "{{ cookiecutter.package_name }}.realtime.protocol:WebSocketProtocol",
-        "--ws-per-message-deflate", "false", "--timeout-graceful-shutdown", "1",
-        "--no-access-log", "--log-level", "warning",
-        *options, env={**os.environ, **environment_of(settings), "PYTHONPATH": python_path},
-    )  # fmt: skip
-    endpoint = Spawned(f"http://127.0.0.1:{port}", process.pid)
-    try:
-        async with httpx.AsyncClient(base_url=endpoint.base_url) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await http.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not become ready ({process.returncode=})")
-                await asyncio.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def subscribers(target: RedisTarget | str, channel: str) -> int:

@@ -117,7 +117,11 @@ class Settings(BaseSettings):
 
     # Rate limiting
     rate_limit_default: Rate = "100/minute"
+{%- if cookiecutter.__metrics %}
+    rate_limit_exempt_paths: CommaSeparated = ["/health", "/metrics"]
+{%- else %}
     rate_limit_exempt_paths: CommaSeparated = ["/health"]
+{%- endif %}
     rate_limit_legacy_headers: bool = False
     trusted_proxies: CommaSeparatedNetworks = []
 {%- endif %}

@@ -18,12 +18,10 @@ from websockets.asyncio.client import ClientConnection
 from {{ cookiecutter.package_name }}.realtime.topics import Topic
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from tests.processes import PROJECT, Endpoint, server_process
 from tests.realtime_clients import (
-    PROJECT,
-    Endpoint,
     frames_until,
     publisher_process,
-    server_process,
     subscribed_sockets,
     subscribers,
     visitor,
