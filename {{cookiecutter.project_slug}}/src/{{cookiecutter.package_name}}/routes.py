@@ -1,7 +1,7 @@
 """Which API route will serve a request, found before routing as the router would find it.
 
 The request path needs it to know each feature's work for the route, and the metrics to
-label a request by its route's template (`/items/{item_id}`), never by its raw path, even
+label a request by its route's template (`/users/{user_id}`), never by its raw path, even
 when the request is answered before routing (a cached response, a 429).
 """
 

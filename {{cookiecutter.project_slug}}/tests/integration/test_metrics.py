@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from tests.processes import server_process
+{%- if cookiecutter.__uses_breaker %}
 from tests.redis_servers import free_port
+{%- endif %}
 from tests.scraped import Scrape
 from tests.service import SettingsFactory, serve
 

@@ -75,6 +75,7 @@ class Metrics:
             "route",
         )
         self._counters: dict[str, Counter] = {
+{%- if cookiecutter.use_cache %}
             "cache_lookup": counter(
                 "cache_lookups", "Cache lookups by result: hit, stale, miss, bypass, error",
                 "namespace", "result",
@@ -83,27 +84,36 @@ class Metrics:
                 "cache_stampede_waits", "Lookups that waited for another caller's computation",
                 "namespace",
             ),
+{%- endif %}
+{%- if cookiecutter.rate_limiting != "none" %}
             "ratelimit_decision": counter(
                 "ratelimit_decisions",
                 "Rate-limit decisions: allowed, limited, failed_open, failed_closed",
                 "policy", "outcome",
             ),
+{%- endif %}
+{%- if cookiecutter.use_sessions %}
             "session_operation": counter(
                 "session_operations", "Session store operations by outcome: ok, unavailable, error",
                 "operation", "outcome",
             ),
+{%- endif %}
+{%- if cookiecutter.__uses_breaker %}
             "breaker_transition": counter(
                 "breaker_transitions", "Circuit breaker state changes, by the state entered",
                 "feature", "state",
             ),
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
             "realtime_subscriber_connect": counter(
                 "realtime_subscriber_connects", "Real-time subscriber connection attempts"
             ),
+{%- endif %}
         }  # fmt: skip
         self._histograms: dict[str, Histogram] = {
             "redis_command": histogram(
                 "redis_command_duration_seconds",
-                "Time Redis took to answer, by command or Lua script (cache.lookup, ...)",
+                "Time Redis took to answer, by command, or Lua script by name",
                 REDIS_BUCKETS,
                 "command",
             ),
@@ -114,10 +124,13 @@ class Metrics:
             ),
         }
         self._gauges: dict[str, Gauge] = {
+{%- if cookiecutter.__uses_breaker %}
             "breaker_state": gauge(
                 "breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open (the "
                 "highest over workers)", "livemax", "feature",
             ),
+{%- endif %}
+{%- if cookiecutter.use_realtime %}
             "realtime_connections": gauge(
                 "realtime_connections", "Open WebSocket and SSE connections", "livesum"
             ),
@@ -125,6 +138,7 @@ class Metrics:
                 "realtime_subscribed", "1 while every worker's real-time subscriber is "
                 "subscribed (the lowest over workers)", "livemin",
             ),
+{%- endif %}
         }  # fmt: skip
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
