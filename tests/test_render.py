@@ -117,6 +117,14 @@ def test_dockerfile_passes_hadolint(combination: dict[str, Any], renders: Render
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("combination", _params(lambda c: c["observability"] != "none"))
+def test_prometheus_config_passes_promtool(combination: dict[str, Any], renders: Renders) -> None:
+    """promtool comes from the OS package prometheus (.ci/run installs it)."""
+    config = "prometheus/prometheus.yml"
+    result = run(tool("promtool"), "check", "config", config, cwd=renders.get(combination))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("combination", _params())
 def test_shell_scripts_pass_shellcheck(combination: dict[str, Any], renders: Renders) -> None:
     project = renders.get(combination)
