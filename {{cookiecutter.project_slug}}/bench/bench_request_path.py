@@ -20,7 +20,13 @@ and, for each enabled feature, its everyday request:
 With several features on, each case pays for all of them at once (a cache hit also gets
 its rate-limit decision), in one round trip. The script prints requests/s for each case
 and its ratio to `get`: the median of the rounds' ratios, each round measuring every case
-back to back in a rotating order, so drift in the machine's speed cancels out. On Linux
+back to back in a rotating order, so drift in the machine's speed cancels out.
+{%- if cookiecutter.__metrics %}
+
+What the metrics cost: the same app without its metrics feature (what observability=none
+generates) is served beside it, and each round measures every case on both, one after
+the other; the script prints each case's ratio of the two (the median of the rounds').
+{%- endif %} On Linux
 with 2+ CPUs the server gets CPU 0, and Redis and the load generator the others.
 
     python bench/bench_request_path.py                  # starts its own redis-server
@@ -52,7 +58,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.main import create_app, enabled_features
 from {{ cookiecutter.package_name }}.redis_client import RedisDep
 
 # The references, then each enabled feature's everyday request: case -> path.
@@ -85,6 +91,12 @@ SETTINGS = {
     "RATE_LIMIT_EXEMPT_PATHS": "/health,/bench/bare,/bench/get",
 {%- endif %}
 }
+{%- if cookiecutter.__metrics %}
+# The service as generated, and without its metrics feature: variant -> BENCH_METRICS.
+VARIANTS = {"metrics": "on", "no metrics": "off"}
+{%- else %}
+VARIANTS = {"": "on"}
+{%- endif %}
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 SERVER_CPUS = set(_CPUS[:1]) if len(_CPUS) > 1 else set()
 LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
@@ -92,7 +104,10 @@ LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
 
 def make_bench_app() -> FastAPI:
     """The service's own app, plus the bench routes (uvicorn calls this in the server)."""
-    app = create_app()
+    features = enabled_features()
+    if os.environ.get("BENCH_METRICS") == "off":  # the app observability=none generates
+        features = [feature for feature in features if feature.listener is None]
+    app = create_app(features=features)
 
     @app.get("/bench/bare")
     async def bare() -> dict[str, bool]:
@@ -258,54 +273,77 @@ def main() -> int:
             pin(redis_process.pid, LOAD_CPUS)
             wait_for_port(redis_port)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        app_port = free_port()
         env = {
             **os.environ,
             "REDIS_URL": redis_url,
             "REDIS_TOPOLOGY": args.topology if args.redis_url else "standalone",
             **SETTINGS,
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app", "--factory",
-             "--app-dir", str(Path(__file__).parent), "--port", str(app_port),
-             "--no-access-log", "--no-proxy-headers", "--log-level", "warning"],
-            env=env,
-        )  # fmt: skip
-        pin(server.pid, SERVER_CPUS)
-        routes = CASES
-        figures: dict[str, list[float]] = {name: [] for name in routes}
+        # One server per variant, all on the server's CPU; only one is loaded at a time.
+        ports = {variant: free_port() for variant in VARIANTS}
+        servers = []
+        for variant, port in ports.items():
+            command = [
+                sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app", "--factory",
+                "--app-dir", str(Path(__file__).parent), "--port", str(port),
+                "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
+            ]  # fmt: skip
+            servers.append(
+                subprocess.Popen(command, env={**env, "BENCH_METRICS": VARIANTS[variant]})
+            )
+        for server in servers:
+            pin(server.pid, SERVER_CPUS)
+        runs = [(variant, name) for variant in VARIANTS for name in CASES]
+        figures: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         try:
-            wait_for_port(app_port)
-            headers = prepare(app_port)
-            for path in routes.values() if args.warmup > 0 else ():
-                requests_per_second(app_port, path, headers, args.connections, args.warmup)
-            names = list(routes)
+            headers = {}
+            for variant, port in ports.items():
+                wait_for_port(port)
+                headers[variant] = prepare(port)
+            for variant, name in runs if args.warmup > 0 else ():
+                requests_per_second(
+                    ports[variant], CASES[name], headers[variant], args.connections, args.warmup
+                )
             for round_number in range(args.rounds):
-                shift = round_number % len(names)
+                shift = round_number % len(CASES)
+                names = list(CASES)
                 for name in names[shift:] + names[:shift]:
-                    figures[name].append(
-                        requests_per_second(
-                            app_port, routes[name], headers, args.connections, args.seconds
-                        )
-                    )
+                    variants = list(VARIANTS)[:: 1 if round_number % 2 == 0 else -1]
+                    for variant in variants:  # the variants of one case back to back
+                        rate = requests_per_second(
+                            ports[variant], CASES[name], headers[variant], args.connections,
+                            args.seconds,
+                        )  # fmt: skip
+                        figures[variant, name].append(rate)
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
             if redis_process is not None:
                 redis_process.terminate()
                 redis_process.wait(timeout=10)
 
     tool = "wrk" if shutil.which("wrk") else "built-in load generator"
     print(f"uvicorn, 1 worker, {args.connections} connections, {tool}, median of {args.rounds}:")
-    for name, values in figures.items():
-        ratio = statistics.median(
-            mine / get for mine, get in zip(values, figures["get"], strict=True)
-        )
-        rounds = ", ".join(f"{figure:.0f}" for figure in values)
-        print(
-            f"  {name:<13} {statistics.median(values):>9.0f} req/s   {ratio:5.2f} x get"
-            f"   (rounds: {rounds})"
-        )
+    for variant in VARIANTS:
+        if variant:
+            print(f" {variant}:")
+        for name in CASES:
+            values = figures[variant, name]
+            gets = figures[variant, "get"]
+            ratio = statistics.median(mine / get for mine, get in zip(values, gets, strict=True))
+            rounds = ", ".join(f"{figure:.0f}" for figure in values)
+            print(
+                f"  {name:<13} {statistics.median(values):>9.0f} req/s   {ratio:5.2f} x get"
+                f"   (rounds: {rounds})"
+            )
+    if len(VARIANTS) == 2:
+        first, second = VARIANTS
+        print(f" {first} / {second}, the same case in the same round:")
+        for name in CASES:
+            pairs = zip(figures[first, name], figures[second, name], strict=True)
+            ratio = statistics.median(mine / other for mine, other in pairs)
+            print(f"  {name:<13} {ratio:5.3f}")
     if SERVER_CPUS:
         print(f"  server on CPU {sorted(SERVER_CPUS)}, Redis and load on CPUs {sorted(LOAD_CPUS)}")
     return 0

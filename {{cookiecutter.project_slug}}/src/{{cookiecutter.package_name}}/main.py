@@ -91,10 +91,12 @@ def enabled_features() -> list[Feature]:
     ]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, features: list[Feature] | None = None) -> FastAPI:
+    """The app; `features` (enabled_features() unless given) lets a test or a benchmark
+    build it with fewer."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    features = enabled_features()
+    features = enabled_features() if features is None else features
     listeners = [feature.listener for feature in features if feature.listener]
     signals = listeners[0](settings) if listeners else UNHEARD
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.observability.metrics import PREFIX
+from {{ cookiecutter.package_name }}.observability.metrics import PREFIX, REDIS_BUCKETS, Metrics
 
 from tests.redis_servers import free_port
 from tests.scraped import Scrape, promtool_problems
@@ -59,6 +60,23 @@ async def test_requests_are_labelled_by_route_template_never_by_raw_path(
     scraped = await scrape(memory_service)
     assert scraped.value("http_requests_total", method="GET", route="/", status="200") == 2
 {%- endif %}
+
+
+def test_signals_written_once_a_second_read_as_if_observed_one_by_one() -> None:
+    buffered = Metrics()
+    direct = Histogram("direct_seconds", "", registry=CollectorRegistry(), buckets=REDIS_BUCKETS)
+    values = [0.0, 0.0001, 0.00011, 0.25, 0.3, 1.0, 7.5]  # on bounds, between, past the last
+    for value in values:
+        buffered.observe("redis_pool_wait", value)
+        direct.observe(value)
+    buffered.flush()
+    buffered.observe("redis_pool_wait", 0.0)  # after the flush: not written yet
+    written = Scrape(buffered.exposition().decode())
+    samples = [s for s in direct.collect()[0].samples if not s.name.endswith("_created")]
+    assert len(samples) == len(REDIS_BUCKETS) + 3  # the buckets, +Inf, count and sum
+    for sample in samples:
+        name = "redis_pool_wait_seconds" + sample.name.removeprefix("direct_seconds")
+        assert written.value(name, **sample.labels) == sample.value, (name, sample.labels)
 
 
 async def test_unknown_paths_share_one_label(memory_service: Service) -> None:

@@ -9,7 +9,7 @@ from ..features import Feature
 from ..settings import Settings
 from ..signals import Signals
 from .metrics import HttpMetrics, Metrics
-from .web import metrics_port, router
+from .web import router, serving
 
 __all__ = ["metrics_feature"]
 
@@ -22,7 +22,7 @@ def metrics_feature() -> Feature:
     return Feature(
         name="metrics",
         routers=[router],
-        run=metrics_port,
+        run=serving,
         listener=_listener,
         outer_middleware=[Middleware(HttpMetrics)],
     )

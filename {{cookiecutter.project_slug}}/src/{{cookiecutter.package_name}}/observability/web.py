@@ -99,11 +99,19 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
 
 
 @asynccontextmanager
-async def metrics_port(state: State) -> AsyncIterator[None]:
-    """Serve /metrics on METRICS_HOST:METRICS_PORT while the app runs. Every worker listens
-    (SO_REUSEPORT): in multiprocess mode each answers with the sum over all of them."""
+async def serving(state: State) -> AsyncIterator[None]:
+    """While the app runs: flush the signals to the metrics every second, and serve /metrics
+    on METRICS_HOST:METRICS_PORT unless it is 0. Every worker listens (SO_REUSEPORT): in
+    multiprocess mode each answers with the sum over all of them."""
     settings: Settings = state.settings
     metrics: Metrics = state.signals
+    async with metrics.flushing(), _metrics_port(settings, state):
+        yield
+    metrics.process_ended()
+
+
+@asynccontextmanager
+async def _metrics_port(settings: Settings, state: State) -> AsyncIterator[None]:
     server = None
     if settings.metrics_port:
         server = await asyncio.start_server(
@@ -119,4 +127,3 @@ async def metrics_port(state: State) -> AsyncIterator[None]:
         if server is not None:
             server.close()
             await server.wait_closed()
-        metrics.process_ended()
