@@ -72,7 +72,8 @@ def test_signals_written_once_a_second_read_as_if_observed_one_by_one() -> None:
     buffered.flush()
     buffered.observe("redis_pool_wait", 0.0)  # after the flush: not written yet
     written = Scrape(buffered.exposition().decode())
-    samples = [s for s in direct.collect()[0].samples if not s.name.endswith("_created")]
+    family = next(iter(direct.collect()))
+    samples = [s for s in family.samples if not s.name.endswith("_created")]
     assert len(samples) == len(REDIS_BUCKETS) + 3  # the buckets, +Inf, count and sum
     for sample in samples:
         name = "redis_pool_wait_seconds" + sample.name.removeprefix("direct_seconds")
