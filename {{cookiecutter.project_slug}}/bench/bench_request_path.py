@@ -25,7 +25,9 @@ back to back in a rotating order, so drift in the machine's speed cancels out.
 
 What the metrics cost: the same app without its metrics feature (what observability=none
 generates) is served beside it, and each round measures every case on both, one after
-the other; the script prints each case's ratio of the two (the median of the rounds').
+the other; the script prints each case's ratio of the two (the median of the rounds'). The
+app with metrics runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR), as the Dockerfile
+runs it.
 {%- endif %} On Linux
 with 2+ CPUs the server gets CPU 0, and Redis and the load generator the others.
 
@@ -209,6 +211,15 @@ def _load_process(
     queue.put(asyncio.run(run()))
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used so far, user and system (Linux: /proc; else 0)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pin(pid: int, cpus: set[int]) -> None:
     """Keep a process on some CPUs (Linux), so server and load do not compete."""
     if hasattr(os, "sched_setaffinity") and cpus:
@@ -288,13 +299,21 @@ def main() -> int:
                 "--app-dir", str(Path(__file__).parent), "--port", str(port),
                 "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
             ]  # fmt: skip
-            servers.append(
-                subprocess.Popen(command, env={**env, "BENCH_METRICS": VARIANTS[variant]})
-            )
+            variables = {**env, "BENCH_METRICS": VARIANTS[variant]}
+{%- if cookiecutter.__metrics %}
+            if VARIANTS[variant] == "on":  # as the Dockerfile runs it: multiprocess mode
+                directory = Path(scratch) / "metrics"
+                directory.mkdir()
+                variables["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+{%- endif %}
+            servers.append(subprocess.Popen(command, env=variables))
         for server in servers:
             pin(server.pid, SERVER_CPUS)
         runs = [(variant, name) for variant in VARIANTS for name in CASES]
         figures: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+        # The server's CPU time per request, in microseconds: what a request costs it.
+        costs: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+        pids = dict(zip(VARIANTS, (server.pid for server in servers), strict=True))
         try:
             headers = {}
             for variant, port in ports.items():
@@ -310,11 +329,14 @@ def main() -> int:
                 for name in names[shift:] + names[:shift]:
                     variants = list(VARIANTS)[:: 1 if round_number % 2 == 0 else -1]
                     for variant in variants:  # the variants of one case back to back
+                        used = cpu_seconds(pids[variant])
                         rate = requests_per_second(
                             ports[variant], CASES[name], headers[variant], args.connections,
                             args.seconds,
                         )  # fmt: skip
+                        used = cpu_seconds(pids[variant]) - used
                         figures[variant, name].append(rate)
+                        costs[variant, name].append(used / (rate * args.seconds) * 1e6)
         finally:
             for server in servers:
                 server.terminate()
@@ -339,11 +361,15 @@ def main() -> int:
             )
     if len(VARIANTS) == 2:
         first, second = VARIANTS
-        print(f" {first} / {second}, the same case in the same round:")
+        print(
+            f" {first} / {second}: throughput, the same case in the same round (median ratio);"
+            " server CPU per request (medians)"
+        )
         for name in CASES:
             pairs = zip(figures[first, name], figures[second, name], strict=True)
             ratio = statistics.median(mine / other for mine, other in pairs)
-            print(f"  {name:<13} {ratio:5.3f}")
+            mine, other = (statistics.median(costs[v, name]) for v in (first, second))
+            print(f"  {name:<13} {ratio:5.3f}   {mine:5.0f} us / {other:5.0f} us")
     if SERVER_CPUS:
         print(f"  server on CPU {sorted(SERVER_CPUS)}, Redis and load on CPUs {sorted(LOAD_CPUS)}")
     return 0
