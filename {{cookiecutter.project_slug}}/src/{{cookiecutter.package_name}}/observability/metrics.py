@@ -263,6 +263,7 @@ class HttpMetrics:
         self.app = app
         self.index = RouteIndex()
         self.templates: list[str] = []
+        self.metrics: Metrics | None = None  # the app's, found at the first request
 
     def route_of(self, scope: Scope) -> str:
         if self.index.refresh(scope["app"]):
@@ -274,7 +275,9 @@ class HttpMetrics:
         if scope["type"] != "http" or scope["path"].startswith(UNCOUNTED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        metrics: Metrics = scope["app"].state.signals
+        metrics = self.metrics
+        if metrics is None:
+            metrics = self.metrics = scope["app"].state.signals
         started = time.perf_counter()
         status = 500  # unless a response starts
 
