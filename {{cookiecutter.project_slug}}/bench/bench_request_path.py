@@ -107,8 +107,10 @@ LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
 def make_bench_app() -> FastAPI:
     """The service's own app, plus the bench routes (uvicorn calls this in the server)."""
     features = enabled_features()
+{%- if cookiecutter.__metrics %}
     if os.environ.get("BENCH_METRICS") == "off":  # the app observability=none generates
         features = [feature for feature in features if feature.listener is None]
+{%- endif %}
     app = create_app(features=features)
 
     @app.get("/bench/bare")
