@@ -1,20 +1,14 @@
 """Metrics against a real Redis: known traffic moves each counter by exactly what it should,
-an outage shows in the breaker gauge, and the figures of two worker processes add up."""
+and an outage shows in the breaker gauge (several workers: test_metrics_processes.py)."""
 
 from __future__ import annotations
-
-import asyncio
-from pathlib import Path
 
 import httpx
 import pytest
 
-from {{ cookiecutter.package_name }}.observability.metrics import FLUSH_SECONDS
-
-from tests.processes import server_process
-{%- if cookiecutter.__uses_breaker %}
+{% if cookiecutter.__uses_breaker -%}
 from tests.redis_servers import free_port
-{%- endif %}
+{% endif -%}
 from tests.scraped import Scrape
 from tests.service import SettingsFactory, serve
 
@@ -25,11 +19,6 @@ async def scrape(client: httpx.AsyncClient) -> Scrape:
     response = await client.get("/metrics")
     assert response.status_code == 200, response.text
     return Scrape(response.text)
-
-
-def served_root(scraped: Scrape) -> float:
-    """How many GET / were answered with 200."""
-    return scraped.value("http_requests_total", method="GET", route="/", status="200")
 
 
 def moved(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
@@ -145,35 +134,3 @@ async def test_a_redis_outage_opens_the_breaker_and_shows_in_the_state_gauge(
     assert opened.value("cache_lookups_total", namespace="items", result="error") == 7
 {%- endif %}
 {%- endif %}
-
-
-async def test_the_counts_of_two_worker_processes_add_up(
-    real_settings: SettingsFactory, tmp_path: Path
-) -> None:
-    """uvicorn --workers 2 with PROMETHEUS_MULTIPROC_DIR: a scrape, whichever worker answers
-    it, counts the requests both served."""
-    directory = tmp_path / "metrics"
-    directory.mkdir()
-    settings = real_settings(rate_limit_default="1000000/minute")
-    environment = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    sent = 0
-    async with server_process(settings, "--workers", "2", environment=environment) as server:
-        # A new connection per request, so the kernel spreads them over both workers.
-        limits = httpx.Limits(max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=server.base_url, limits=limits) as http:
-            for _ in range(10):
-                answers = await asyncio.gather(*(http.get("/") for _ in range(20)))
-                assert {answer.status_code for answer in answers} == {200}
-                sent += len(answers)
-                await asyncio.sleep(1.5 * FLUSH_SECONDS)  # each worker writes its counts
-                if len(list(directory.glob("counter_*.db"))) == 2:
-                    break
-            assert len(list(directory.glob("counter_*.db"))) == 2, "one worker served everything"
-            # Each worker writes its figures once a second (and before a scrape it answers).
-            for _ in range(40):  # up to 10 flush intervals
-                if served_root(await scrape(http)) == sent:
-                    break
-                await asyncio.sleep(FLUSH_SECONDS / 4)
-            scrapes = [await scrape(http) for _ in range(4)]
-    for scraped in scrapes:  # whichever worker answered
-        assert served_root(scraped) == sent
