@@ -197,6 +197,8 @@ def servers_and_cases(renders: dict[str, Path], redis_url: str) -> tuple[list[Se
         "LOG_LEVEL": "WARNING", "RATE_LIMIT_DEFAULT": "1000000000/second",
         "SESSION_SECRET": "bench-" + "x" * 40, "PASSWORD_HASH_COST": "10",
         "CACHE_TTL_SECONDS": "3600", "DEMO_COMPUTE_DELAY_MS": "0",
+        # Metrics (on by default) served on the app's port, not on a fixed port of their own.
+        "METRICS_PORT": "0",
     }  # fmt: skip
     servers = [Server("naive", "ours", "naive:app", APPS, env={"REDIS_URL": redis_url})]
     for name, project in renders.items():
@@ -241,6 +243,8 @@ def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[li
             env = {**os.environ, **server.env}
             if server.python_path:
                 env["PYTHONPATH"] = str(server.python_path)
+            if server.target.endswith(":create_app"):  # our metrics as the Dockerfile runs them
+                env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
             process = subprocess.Popen(command, env=env, cwd=server.app_dir)
             pin(process.pid, SERVER_CPUS)
             processes.append(process)
