@@ -231,6 +231,7 @@ def servers_and_cases(renders: dict[str, Path], redis_url: str) -> tuple[list[Se
 @contextmanager
 def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = []
+    scratch = tempfile.TemporaryDirectory(prefix="bench-metrics-")
     try:
         for server in servers:
             server.port = free_port()
@@ -244,7 +245,9 @@ def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[li
             if server.python_path:
                 env["PYTHONPATH"] = str(server.python_path)
             if server.target.endswith(":create_app"):  # our metrics as the Dockerfile runs them
-                env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-")
+                directory = Path(scratch.name) / server.name
+                directory.mkdir()
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
             process = subprocess.Popen(command, env=env, cwd=server.app_dir)
             pin(process.pid, SERVER_CPUS)
             processes.append(process)
@@ -259,6 +262,7 @@ def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[li
             process.terminate()
         for process in processes:
             process.wait(timeout=15)
+        scratch.cleanup()
 
 
 def wrk(
