@@ -21,6 +21,8 @@ Needs wrk, redis-server and uv, like compare.py.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -45,6 +47,9 @@ from compare import (
     wait_for_port,
 )
 from cookiecutter.main import cookiecutter
+
+# Answers other than the defaults, as JSON (e.g. LOAD_EXTRA='{"observability": "none"}').
+EXTRA = json.loads(os.environ.get("LOAD_EXTRA", "{}"))
 
 PATHS = ("/items/load", "/auth/me", "/")
 MIX = textwrap.dedent(
@@ -115,7 +120,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
         work = Path(scratch)
         project = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(work / "render"),
-                                    extra_context={"ci": "none", "use_docker": False}))  # fmt: skip
+                                    extra_context={"ci": "none", "use_docker": False, **EXTRA}))  # fmt: skip
         exported = run([uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes"],
                        cwd=project)  # fmt: skip
         (work / "requirements.txt").write_text(exported)
