@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -162,6 +164,22 @@ async def test_the_metrics_port_asks_for_the_token_when_one_is_set(
         answered = await http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert refused.status_code == 401
     assert answered.status_code == 200
+
+
+async def test_a_metrics_port_in_use_is_reported_in_one_line_and_the_service_still_serves(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with serve(make_settings(metrics_port=port)) as service:
+            assert (await service.client.get("/")).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if "METRICS_PORT" in r.getMessage()]
+    assert lines == [
+        f"METRICS_PORT={port}: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "this worker serves no /metrics"
+    ]
 
 
 def test_production_refuses_metrics_without_a_token_on_the_service_port(

@@ -10,6 +10,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,7 @@ from starlette.datastructures import State
 
 from ..errors import error_body, error_response
 from ..settings import Settings
-from .metrics import Metrics
+from .metrics import Metrics, multiprocess_dir
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,8 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
 @asynccontextmanager
 async def serving(state: State) -> AsyncIterator[None]:
     """While the app runs: flush the signals to the metrics every second, and serve /metrics
-    on METRICS_HOST:METRICS_PORT unless it is 0. Every worker listens (SO_REUSEPORT): in
-    multiprocess mode each answers with the sum over all of them."""
+    on METRICS_HOST:METRICS_PORT unless it is 0. With several workers the first one to
+    start listens; in multiprocess mode it answers with the sum over all of them."""
     settings: Settings = state.settings
     metrics: Metrics = state.signals
     async with metrics.flushing(), _metrics_port(settings, state):
@@ -113,14 +114,26 @@ async def serving(state: State) -> AsyncIterator[None]:
 @asynccontextmanager
 async def _metrics_port(settings: Settings, state: State) -> AsyncIterator[None]:
     server = None
-    if settings.metrics_port:
-        server = await asyncio.start_server(
-            lambda reader, writer: _answer(reader, writer, state),
-            settings.metrics_host,
+    address = f"{settings.metrics_host}:{settings.metrics_port}"
+    try:
+        if settings.metrics_port:
+            server = await asyncio.start_server(
+                lambda reader, writer: _answer(reader, writer, state),
+                settings.metrics_host,
+                settings.metrics_port,
+            )
+            logger.info("metrics on http://%s/metrics", address)
+    except OSError as error:
+        # Another worker of this service holds it (expected with several workers), or
+        # something else does: the service runs on, and says so once.
+        expected = multiprocess_dir() is not None
+        logger.log(
+            logging.INFO if expected else logging.WARNING,
+            "METRICS_PORT=%d: cannot listen on %s (%s); this worker serves no /metrics",
             settings.metrics_port,
-            reuse_port=True,
+            address,
+            os.strerror(error.errno) if error.errno else error,
         )
-        logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     try:
         yield
     finally:
