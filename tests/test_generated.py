@@ -50,9 +50,7 @@ PROCESS_RUNS = _first_of_each(
 
 
 # Two uvicorn workers adding up their metrics (about 5 s): one run per topology.
-METRICS_PROCESS_RUNS = _first_of_each(
-    lambda c: c["redis_topology"] if c["observability"] != "none" else None
-)
+METRICS_PROCESS_RUNS = _first_of_each(lambda c: c["redis_topology"] if c["observability"] != "none" else None)
 
 
 def test_the_fault_browser_and_process_tests_run_in_the_all_on_render() -> None:
