@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from {{ cookiecutter.package_name }}.main import create_app, enabled_features
 from {{ cookiecutter.package_name }}.redis_client import RedisDep
@@ -113,8 +113,11 @@ def make_bench_app() -> FastAPI:
 {%- endif %}
     app = create_app(features=features)
 
+    run = os.environ.get("BENCH_RUN", "")
+
     @app.get("/bench/bare")
-    async def bare() -> dict[str, bool]:
+    async def bare(response: Response) -> dict[str, bool]:
+        response.headers["X-Bench-Run"] = run  # which run's server this is (see serve)
         return {"ok": True}
 
     @app.get("/bench/limited")
@@ -169,6 +172,27 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def serve(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """Start uvicorn (`command`, without its port) on a free port, and return it once it
+    answers. The port is checked to be this server's: another process may take a free port
+    before uvicorn binds it (then uvicorn exits, and another port is tried)."""
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen([*command, "--port", str(port)], env=env)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                status, headers = request(port, "GET", CASES["bare"])
+                if status == 200 and headers.get("x-bench-run") == env["BENCH_RUN"]:
+                    return process, port
+            except OSError:
+                pass
+            time.sleep(0.1)
+        process.terminate()
+        process.wait(timeout=10)
+    raise RuntimeError(f"uvicorn did not start: {' '.join(command)}")
 
 
 def wait_for_port(port: int, timeout: float = 15) -> None:
@@ -293,33 +317,33 @@ def main() -> int:
             **SETTINGS,
         }
         # One server per variant, all on the server's CPU; only one is loaded at a time.
-        ports = {variant: free_port() for variant in VARIANTS}
-        servers = []
-        for variant, port in ports.items():
-            command = [
-                sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app", "--factory",
-                "--app-dir", str(Path(__file__).parent), "--port", str(port),
-                "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
-            ]  # fmt: skip
-            variables = {**env, "BENCH_METRICS": VARIANTS[variant]}
-{%- if cookiecutter.__metrics %}
-            if VARIANTS[variant] == "on":  # as the Dockerfile runs it: multiprocess mode
-                directory = Path(scratch) / "metrics"
-                directory.mkdir()
-                variables["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-{%- endif %}
-            servers.append(subprocess.Popen(command, env=variables))
-        for server in servers:
-            pin(server.pid, SERVER_CPUS)
+        ports: dict[str, int] = {}
+        servers: list[subprocess.Popen[bytes]] = []
+        run_id = os.urandom(8).hex()
         runs = [(variant, name) for variant in VARIANTS for name in CASES]
         figures: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         # The server's CPU time per request, in microseconds: what a request costs it.
         costs: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
-        pids = dict(zip(VARIANTS, (server.pid for server in servers), strict=True))
         try:
+            for variant in VARIANTS:
+                command = [
+                    sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app",
+                    "--factory", "--app-dir", str(Path(__file__).parent),
+                    "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
+                ]  # fmt: skip
+                variables = {**env, "BENCH_METRICS": VARIANTS[variant], "BENCH_RUN": run_id}
+{%- if cookiecutter.__metrics %}
+                if VARIANTS[variant] == "on":  # as the Dockerfile runs it: multiprocess mode
+                    directory = Path(scratch) / "metrics"
+                    directory.mkdir()
+                    variables["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+{%- endif %}
+                server, ports[variant] = serve(command, variables)
+                servers.append(server)
+                pin(server.pid, SERVER_CPUS)
+            pids = dict(zip(VARIANTS, (server.pid for server in servers), strict=True))
             headers = {}
             for variant, port in ports.items():
-                wait_for_port(port)
                 headers[variant] = prepare(port)
             for variant, name in runs if args.warmup > 0 else ():
                 requests_per_second(
