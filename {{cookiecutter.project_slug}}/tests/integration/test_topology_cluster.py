@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,6 +35,7 @@ from tests.failover import (
 {%- endif %}
     write_state,
 )
+from tests.processes import server_process
 from tests.redis_deployments import (
     REDIS_CLI,
     LocalCluster,
@@ -47,8 +46,8 @@ from tests.redis_deployments import (
 {%- endif %}
     wait_replicated,
 )
-from tests.redis_servers import REDIS_SERVER, RedisServer, free_port{% if cookiecutter.use_realtime %}, send_command{% endif %}
-from tests.service import SettingsFactory, serve
+from tests.redis_servers import REDIS_SERVER, RedisServer{% if cookiecutter.use_realtime %}, send_command{% endif %}
+from tests.service import SettingsFactory, serve, settings_for_test
 
 pytestmark = [
     pytest.mark.anyio,
@@ -57,8 +56,6 @@ pytestmark = [
         reason="needs redis-server and redis-cli to build the cluster",
     ),
 ]
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -190,52 +187,28 @@ async def test_nodes_started_like_compose_form_a_cluster_the_app_user_can_use(
         cluster.stop()
 
 
-@asynccontextmanager
-async def uvicorn_process(environment: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    """A separate server process (uvicorn, one worker) running this project's app."""
-    port = free_port()
-    python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
-        "--factory", "--port", str(port), "--no-access-log", "--log-level", "warning",
-        env={**os.environ, **environment, "PYTHONPATH": python_path},
-    )  # fmt: skip
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await client.get("/health/live")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise
-                await asyncio.sleep(0.1)
-            yield client
-    finally:
-        process.terminate()
-        await process.wait()
-
-
 async def test_two_server_processes_share_limits_sessions_and_cache(cluster: LocalCluster) -> None:
-    environment = {
-        "APP_ENV": "test",
-        "LOG_LEVEL": "WARNING",
-        "REDIS_TOPOLOGY": "cluster",
-        "REDIS_URL": cluster.url,
-        "REDIS_CLUSTER_NODES": ",".join(cluster.addresses[1:]),
-        "REDIS_KEY_PREFIX": f"two-processes-{os.getpid()}",
+    settings = settings_for_test(
+        redis_topology="cluster",
+        redis_url=cluster.url,
+        redis_cluster_nodes=cluster.addresses[1:],
+        redis_key_prefix=f"two-processes-{os.getpid()}",
 {%- if cookiecutter.use_sessions %}
-        "SESSION_SECRET": "t" * 40,
-        "PASSWORD_HASH_COST": "10",
+        session_secret="t" * 40,
+        password_hash_cost=10,
 {%- endif %}
 {%- if cookiecutter.rate_limiting != "none" %}
-        "RATE_LIMIT_DEFAULT": "20/day",
+        rate_limit_default="20/day",
         # Only "/" is limited, so the session and cache checks below are not.
-        "RATE_LIMIT_EXEMPT_PATHS": "/health{{ ',/auth' if cookiecutter.use_sessions }}{{ ',/items' if cookiecutter.use_cache }}",
+        rate_limit_exempt_paths=["/health"{{ ', "/auth"' if cookiecutter.use_sessions }}{{ ', "/items"' if cookiecutter.use_cache }}],
 {%- endif %}
-    }
-    async with uvicorn_process(environment) as first, uvicorn_process(environment) as second:
+    )
+    async with (
+        server_process(settings) as one,
+        server_process(settings) as other,
+        httpx.AsyncClient(base_url=one.base_url) as first,
+        httpx.AsyncClient(base_url=other.base_url) as second,
+    ):
         pair = (first, second)
         assert [(await client.get("/health/ready")).status_code for client in pair] == [200, 200]
 {%- if cookiecutter.rate_limiting != "none" %}

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.log import configure_logging
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.request_id import HEADER
+from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.service import Service, SettingsFactory, serve
 
@@ -73,28 +74,33 @@ async def test_error_answers_carry_the_request_id_too(memory_service: Service) -
     assert response.headers[HEADER] == "req-404"
 
 
+async def logged_while_serving(
+    settings: Settings, capfd: pytest.CaptureFixture[str], request_id: str
+) -> list[str]:
+    """The stderr lines the app writes while it serves one request with this id."""
+    async with serve(settings, with_logging_route(create_app(settings))) as service:
+        capfd.readouterr()
+        await service.client.get("/logs-a-line", headers={HEADER: request_id})
+    return capfd.readouterr().err.splitlines()
+
+
 async def test_json_log_lines_of_a_request_carry_its_id(
     make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(log_json=True, log_level="INFO")
-    async with serve(settings, with_logging_route(create_app(settings))) as service:
-        capfd.readouterr()
-        await service.client.get("/logs-a-line", headers={HEADER: "req-json-1"})
-    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+    lines = [json.loads(line) for line in await logged_while_serving(settings, capfd, "req-j")]
     served = [line for line in lines if line["message"] == "serving"]
-    assert [line["request_id"] for line in served] == ["req-json-1"]
+    assert [line["request_id"] for line in served] == ["req-j"]
 
 
 async def test_text_log_lines_of_a_request_carry_its_id(
     make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(log_json=False, log_level="INFO")
-    async with serve(settings, with_logging_route(create_app(settings))) as service:
-        capfd.readouterr()
-        await service.client.get("/logs-a-line", headers={HEADER: "req-text-1"})
-    served = [line for line in capfd.readouterr().err.splitlines() if line.endswith("serving")]
+    lines = await logged_while_serving(settings, capfd, "req-t")
+    served = [line for line in lines if line.endswith("serving")]
     assert len(served) == 1
-    assert "[req-text-1]" in served[0]
+    assert "[req-t]" in served[0]
 
 
 def test_log_lines_outside_a_request_say_so(capfd: pytest.CaptureFixture[str]) -> None:
