@@ -10,7 +10,8 @@
 * Cheap on the request path: a signal adds to plain counters in this process, and these
   are written to the metrics (in multiprocess mode, to the shared files) once a second and
   before each scrape this worker answers; so another worker's figures in a scrape may be up
-  to a second old. Writing each one at once cost about 20 us a request in multiprocess mode.
+  to a second old. In multiprocess mode each write to the shared files takes a lock, and a
+  request signals several times.
 """
 
 from __future__ import annotations
