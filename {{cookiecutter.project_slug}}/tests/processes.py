@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 from pydantic import SecretStr
@@ -64,12 +65,16 @@ def environment_of(settings: Settings) -> dict[str, str]:
 
 @asynccontextmanager
 async def server_process(
-    settings: Settings, *options: str, environment: Mapping[str, str] | None = None
+    settings: Settings,
+    *options: str,
+    environment: Mapping[str, str] | None = None,
+    stderr: IO[bytes] | None = None,
 ) -> AsyncIterator[Spawned]:
     """The service as deployed: uvicorn in a process of its own (one worker, as the
     Dockerfile runs it, unless `options` say `--workers`), configured by its environment
     (`settings`, then `environment`), on a free port; from when it answers ready until the
-    block ends. `options` go to uvicorn."""
+    block ends. `options` go to uvicorn; its log lines go to `stderr` (the test's own unless
+    given)."""
     port = free_port()
     python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
     variables = {**os.environ, **environment_of(settings), **(environment or {})}
@@ -81,7 +86,7 @@ async def server_process(
         "--ws-per-message-deflate", "false",
 {%- endif %}
         "--timeout-graceful-shutdown", "1", "--no-access-log", "--log-level", "warning",
-        *options, env={**variables, "PYTHONPATH": python_path},
+        *options, env={**variables, "PYTHONPATH": python_path}, stderr=stderr,
     )  # fmt: skip
     endpoint = Spawned(f"http://127.0.0.1:{port}", process.pid)
     try:

@@ -45,6 +45,11 @@ def settings_for_test(**overrides: Any) -> Settings:
 {%- if cookiecutter.__metrics %}
         "metrics_port": 0,  # /metrics on the app's own port: nothing else to bind
 {%- endif %}
+{%- if cookiecutter.__traces %}
+        # No traces sent anywhere, whatever the environment says (a test gives its own).
+        "otel_exporter_otlp_endpoint": None,
+        "otel_exporter_otlp_traces_endpoint": None,
+{%- endif %}
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

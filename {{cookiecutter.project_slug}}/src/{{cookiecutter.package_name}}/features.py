@@ -18,11 +18,13 @@ from fastapi import APIRouter, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import RouteContext
 from fastapi.security.base import SecurityBase
+from fastapi.telemetry import TelemetryConfig
 from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from .contract import Document
+from .log import LogField
 from .redis_client import RedisClient
 from .scripts import LuaScript
 from .settings import Settings
@@ -103,6 +105,11 @@ class Feature:
     # Pure ASGI middleware around everything else, the request path and the body limit
     # included (it sees every request, even one answered before routing).
     outer_middleware: Sequence[Middleware] = ()
+    # Given the settings, what the feature asks of FastAPI's native OpenTelemetry (the
+    # traces: a tracer provider); create_app merges them, and turns the rest off.
+    telemetry: Callable[[Settings], TelemetryConfig] | None = None
+    # Fields every log line carries while the feature runs (the traces: the trace's id).
+    log_fields: Sequence[LogField] = ()
 
 
 IDENTIFIES_CALLER = "__identifies_caller__"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +14,18 @@ from .request_id import RequestIdFilter
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+@dataclass(frozen=True)
+class LogField:
+    """Fields that `filter` gives every record (the request's id, the trace's), and how a
+    text line shows them (`text`, a %-style piece); JSON lines carry them as they are."""
+
+    filter: logging.Filter
+    text: str
+
+
+REQUEST_ID = LogField(RequestIdFilter(), "%(request_id)s")
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,14 +48,18 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed, so configuring again replaces only it."""
 
 
-def configure_logging(level: str, *, json_lines: bool) -> None:
+def configure_logging(level: str, *, json_lines: bool, fields: Sequence[LogField] = ()) -> None:
+    """Every line carries its request's id, and the other `fields` (a feature's)."""
     handler = _ServiceHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())  # every line carries its request's id
+    every = [REQUEST_ID, *fields]
+    for field in every:
+        handler.addFilter(field.filter)
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
+        shown = " ".join(field.text for field in every)
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s")
+            logging.Formatter(f"%(asctime)s %(levelname)-7s %(name)s [{shown}]: %(message)s")
         )
     root = logging.getLogger()
     for existing in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:

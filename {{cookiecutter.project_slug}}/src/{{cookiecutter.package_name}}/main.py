@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from . import __version__, health
 {%- if cookiecutter.__limits_logins %}
@@ -24,8 +25,11 @@ from .contract import install_contract
 from .errors import BodyLimit, install_error_handlers
 from .features import Feature
 from .log import configure_logging
+{%- if cookiecutter.__traces %}
+from .observability.traces import tracing_feature
+{%- endif %}
 {%- if cookiecutter.__metrics %}
-from .observability import metrics_feature
+from .observability.web import metrics_feature
 {%- endif %}
 {%- if cookiecutter.__limits_logins %}
 from .ratelimit import Policy, rate_limit_feature
@@ -55,7 +59,7 @@ from .sessions import (
 from .sessions import sessions_feature
 {%- endif %}
 from .settings import Settings, get_settings
-from .signals import UNHEARD
+from .signals import listening
 
 
 def enabled_features() -> list[Feature]:
@@ -88,6 +92,11 @@ def enabled_features() -> list[Feature]:
         # Listens to every part's signals, and counts every request, whoever answers it.
         metrics_feature(),
 {%- endif %}
+{%- if cookiecutter.__traces %}
+        # A span for each request, its Redis calls as child spans; exported over OTLP when
+        # OTEL_EXPORTER_OTLP_ENDPOINT is set, nothing recorded otherwise.
+        tracing_feature(untraced=("/health/",{% if cookiecutter.__metrics %} "/metrics"{% endif %})),
+{%- endif %}
     ]
 
 
@@ -95,10 +104,19 @@ def create_app(settings: Settings | None = None, features: list[Feature] | None 
     """The app; `features` (enabled_features() unless given) lets a test or a benchmark
     build it with fewer."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
     features = enabled_features() if features is None else features
-    listeners = [feature.listener for feature in features if feature.listener]
-    signals = listeners[0](settings) if listeners else UNHEARD
+    configure_logging(
+        settings.log_level,
+        json_lines=settings.log_json,
+        fields=[field for feature in features for field in feature.log_fields],
+    )
+    signals = listening([feature.listener(settings) for feature in features if feature.listener])
+    # FastAPI's native OpenTelemetry: off unless a feature asks for it (the traces, when
+    # they are exported); looking for a provider would cost every request.
+    telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    for feature in features:
+        if feature.telemetry:
+            telemetry.update(feature.telemetry(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,9 +143,7 @@ def create_app(settings: Settings | None = None, features: list[Feature] | None 
         title=settings.app_name,
         version=__version__,
         lifespan=lifespan,
-        # FastAPI's native OpenTelemetry: nothing here sets up a provider, and looking for
-        # one costs every request.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        telemetry=telemetry,
     )
     app.state.settings = settings
     app.state.signals = signals

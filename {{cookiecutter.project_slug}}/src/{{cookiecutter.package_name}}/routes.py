@@ -22,6 +22,7 @@ class RouteIndex:
 
     def __init__(self) -> None:
         self.routes: list[RouteContext] = []
+        self.templates: list[str] = []
         self.routes_seen = -1
         self.found: dict[tuple[str, str, str], int | None] = {}
 
@@ -36,8 +37,16 @@ class RouteIndex:
             # The docs and static files: no feature works on them.
             if isinstance(route.original_route, APIRoute)
         ]
+        self.templates = [route.path_format or "" for route in self.routes]
         self.found.clear()
         return True
+
+    def template(self, scope: Scope) -> str | None:
+        """The template of the route that will serve this request (`/items/{item_id}`), or
+        None when none matches fully."""
+        self.refresh(scope["app"])
+        found = self.find(scope)
+        return None if found is None else self.templates[found]
 
     def find(self, scope: Scope) -> int | None:
         """The index in `routes` of the route that will serve this request (the first full

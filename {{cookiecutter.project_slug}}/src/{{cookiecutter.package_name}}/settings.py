@@ -145,6 +145,19 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_token: SecretStr | None = None
 {%- endif %}
+{%- if cookiecutter.__traces %}
+
+    # Traces, set by OpenTelemetry's own variables: exported over OTLP/HTTP to
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as it is, or else to OTEL_EXPORTER_OTLP_ENDPOINT
+    # plus /v1/traces. Neither set, OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true:
+    # nothing is recorded or sent. The SDK reads the other OTEL_* variables itself.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_traces_exporter: Literal["otlp", "none"] = "otlp"
+    otel_sdk_disabled: bool = False
+    otel_service_name: str = Field(default="{{ cookiecutter.project_slug }}", min_length=1)
+{%- endif %}
 
     @field_validator(
         "redis_cluster_nodes",
@@ -215,6 +228,28 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("use at least 16 characters (or leave it unset)")
         return value
+{%- endif %}
+{%- if cookiecutter.__traces %}
+
+    @field_validator("otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # empty is unset, as OpenTelemetry reads it
+        if not re.fullmatch(r"https?://[^/?#\s]+(/\S*)?", value):
+            raise ValueError("use an http:// or https:// URL, e.g. http://otel-collector:4318")
+        return value
+
+    @property
+    def traces_endpoint(self) -> str | None:
+        """Where traces are sent, or None: they are not recorded."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return None
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return None
 {%- endif %}
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ with no listener they cost one call that does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -37,3 +38,34 @@ class Unheard:
 
 
 UNHEARD: Signals = Unheard()
+
+
+class Fanout:
+    """Several listeners (the metrics and the traces): each signal goes to every one."""
+
+    def __init__(self, listeners: Sequence[Signals]) -> None:
+        self.listeners = tuple(listeners)
+
+    def count(self, name: str, *labels: str) -> None:
+        for listener in self.listeners:
+            listener.count(name, *labels)
+
+    def observe(self, name: str, value: float, *labels: str) -> None:
+        for listener in self.listeners:
+            listener.observe(name, value, *labels)
+
+    def level(self, name: str, value: float, *labels: str) -> None:
+        for listener in self.listeners:
+            listener.level(name, value, *labels)
+
+
+def listening(listeners: Sequence[Signals]) -> Signals:
+    """What the service's parts signal to: the one listener, all of them, or none."""
+    heard = [listener for listener in listeners if listener is not UNHEARD]
+    if not heard:
+        return UNHEARD
+    return heard[0] if len(heard) == 1 else Fanout(heard)
+
+
+def listeners_of(signals: Signals) -> tuple[Signals, ...]:
+    return signals.listeners if isinstance(signals, Fanout) else (signals,)

@@ -33,6 +33,13 @@ BAD_SETTINGS = [
     ("REALTIME_HISTORY_SIZE", "none"),
     ("REALTIME_QUEUE_BYTES", "10"),
 {%- endif %}
+{%- if cookiecutter.__traces %}
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://collector:4317"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ("OTEL_TRACES_EXPORTER", "zipkin"),
+    ("OTEL_SDK_DISABLED", "maybe"),
+{%- endif %}
 ]
 
 

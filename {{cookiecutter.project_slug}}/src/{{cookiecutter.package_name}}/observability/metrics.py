@@ -27,9 +27,11 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..routes import RouteIndex
+from ..signals import listeners_of
 
 PREFIX = (__package__ or "service").partition(".")[0]  # the service's package name
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -226,6 +228,13 @@ class Metrics:
             mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
 
 
+def metrics_of(state: State) -> Metrics:
+    """The app's metrics, among whatever listens to its signals."""
+    return next(
+        listener for listener in listeners_of(state.signals) if isinstance(listener, Metrics)
+    )
+
+
 def _bounds(histogram: Histogram) -> list[float]:
     # client_python keeps a histogram's upper bounds (the last one +Inf) on the metric.
     bounds: list[float] = histogram._upper_bounds
@@ -263,14 +272,7 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.index = RouteIndex()
-        self.templates: list[str] = []
         self.metrics: Metrics | None = None  # the app's, found at the first request
-
-    def route_of(self, scope: Scope) -> str:
-        if self.index.refresh(scope["app"]):
-            self.templates = [route.path_format or "" for route in self.index.routes]
-        found = self.index.find(scope)
-        return "unmatched" if found is None else self.templates[found]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNCOUNTED_PREFIXES):
@@ -278,7 +280,7 @@ class HttpMetrics:
             return
         metrics = self.metrics
         if metrics is None:
-            metrics = self.metrics = scope["app"].state.signals
+            metrics = self.metrics = metrics_of(scope["app"].state)
         started = time.perf_counter()
         status = 500  # unless a response starts
 
@@ -293,6 +295,6 @@ class HttpMetrics:
         finally:
             took = time.perf_counter() - started
             method = scope["method"] if scope["method"] in METHODS else "other"
-            route = self.route_of(scope)
+            route = self.index.template(scope) or "unmatched"
             metrics.count("http_request", method, route, STATUS_TEXT.get(status) or str(status))
             metrics.observe("http_request_duration", took, method, route)

@@ -17,10 +17,13 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import State
+from starlette.middleware import Middleware
 
 from ..errors import error_body, error_response
+from ..features import Feature
 from ..settings import Settings
-from .metrics import Metrics, multiprocess_dir
+from ..signals import Signals
+from .metrics import HttpMetrics, Metrics, metrics_of, multiprocess_dir
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ async def metrics_on_service_port(request: Request) -> Response:
     if refused is not None:
         status, code, message = refused
         return error_response(status, code, message, headers=_challenge(status))
-    metrics: Metrics = request.app.state.signals
+    metrics = metrics_of(request.app.state)
     return Response(await metrics.scrape(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -80,7 +83,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, st
     else:
         refused = refusal(settings, headers.get("authorization"))
     if refused is None:
-        metrics: Metrics = state.signals
+        metrics = metrics_of(state)
         status, body, content_type = 200, await metrics.scrape(), CONTENT_TYPE_LATEST
     else:
         status, code, message = refused
@@ -105,7 +108,7 @@ async def serving(state: State) -> AsyncIterator[None]:
     on METRICS_HOST:METRICS_PORT unless it is 0. With several workers the first one to
     start listens; in multiprocess mode it answers with the sum over all of them."""
     settings: Settings = state.settings
-    metrics: Metrics = state.signals
+    metrics = metrics_of(state)
     async with metrics.flushing(), _metrics_port(settings, state):
         yield
     metrics.process_ended()
@@ -140,3 +143,17 @@ async def _metrics_port(settings: Settings, state: State) -> AsyncIterator[None]
         if server is not None:
             server.close()
             await server.wait_closed()
+
+
+def _listener(_: Settings) -> Signals:
+    return Metrics()
+
+
+def metrics_feature() -> Feature:
+    return Feature(
+        name="metrics",
+        routers=[router],
+        run=serving,
+        listener=_listener,
+        outer_middleware=[Middleware(HttpMetrics)],
+    )
