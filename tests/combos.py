@@ -63,8 +63,12 @@ def _off_value(values: Sequence[Any]) -> Any:
 
 
 def _on_value(values: Sequence[Any]) -> Any:
+    """True; `both` where a choice has it (observability: metrics and traces); otherwise the
+    first value but `none`."""
     if isinstance(values[0], bool):
         return True
+    if "both" in values:
+        return "both"
     return next(value for value in values if value != "none")
 
 
@@ -81,7 +85,7 @@ ALL_ON_VARIANTS = ("redis_topology",)
 
 
 def landmarks() -> list[Combination]:
-    rows = [defaults(), all_off(), all_on()]
+    rows = [all_on(), defaults(), all_off()]  # all on first: the heavy tests run there
     for name in ALL_ON_VARIANTS:
         rows.extend({**all_on(), name: value} for value in enumerated_options().get(name, []))
     return _unique(rows)

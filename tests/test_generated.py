@@ -50,17 +50,24 @@ PROCESS_RUNS = _first_of_each(
 
 
 # Two uvicorn workers adding up their metrics (about 5 s): one run per topology.
-METRICS_PROCESS_RUNS = _first_of_each(lambda c: c["redis_topology"] if c["observability"] != "none" else None)
+METRICS_PROCESS_RUNS = _first_of_each(
+    lambda c: c["redis_topology"] if c["observability"] in ("prometheus", "both") else None
+)
+# Three server processes sending spans to a collector, or not (about 10 s): one per topology.
+TRACE_PROCESS_RUNS = _first_of_each(
+    lambda c: c["redis_topology"] if c["observability"] in ("otel", "both") else None
+)
 
 
 def test_the_fault_browser_and_process_tests_run_in_the_all_on_render() -> None:
     assert combination_id(all_on()) in FAULT_RUNS & BROWSER_RUNS & PROCESS_RUNS
-    assert combination_id(all_on()) in METRICS_PROCESS_RUNS
+    assert combination_id(all_on()) in METRICS_PROCESS_RUNS & TRACE_PROCESS_RUNS
     assert len(BROWSER_RUNS) == 2
 
 
-def test_the_metrics_process_test_runs_on_every_topology() -> None:
+def test_the_metrics_and_trace_process_tests_run_on_every_topology() -> None:
     assert len(METRICS_PROCESS_RUNS) == 3
+    assert len(TRACE_PROCESS_RUNS) == 3
 
 
 def test_the_process_tests_run_on_every_topology() -> None:
@@ -159,6 +166,8 @@ def test_generated_project_test_suite_passes(
         options.append("--ignore=tests/integration/test_realtime_processes.py")
     if key not in METRICS_PROCESS_RUNS:
         options.append("--ignore=tests/integration/test_metrics_processes.py")
+    if key not in TRACE_PROCESS_RUNS:
+        options.append("--ignore=tests/integration/test_traces_processes.py")
     result = shared_environment.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *options,
         cwd=project.path,

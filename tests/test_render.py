@@ -117,12 +117,26 @@ def test_dockerfile_passes_hadolint(combination: dict[str, Any], renders: Render
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("combination", _params(lambda c: c["observability"] != "none"))
+@pytest.mark.parametrize("combination", _params(lambda c: c["observability"] in ("prometheus", "both")))
 def test_prometheus_config_passes_promtool(combination: dict[str, Any], renders: Renders) -> None:
     """promtool comes from the OS package prometheus (.ci/run installs it)."""
     config = "prometheus/prometheus.yml"
     result = run(tool("promtool"), "check", "config", config, cwd=renders.get(combination))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combination", _params(lambda c: c["observability"] in ("otel", "both")))
+def test_the_collector_config_defines_what_its_pipeline_uses(
+    combination: dict[str, Any], renders: Renders
+) -> None:
+    """No collector runs here: its config is read as the collector would wire it."""
+    config = yaml.safe_load((renders.get(combination) / "otel/collector.yaml").read_text())
+    (pipeline,) = config["service"]["pipelines"].values()
+    for kind in ("receivers", "processors", "exporters"):
+        for component in pipeline[kind]:
+            assert component in config[kind], (kind, component)
+    # The app's exporter sends OTLP/HTTP, to port 4318 (compose.yaml, README).
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "0.0.0.0:4318"
 
 
 @pytest.mark.parametrize("combination", _params())
