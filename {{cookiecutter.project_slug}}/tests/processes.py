@@ -77,7 +77,11 @@ async def server_process(
     given)."""
     port = free_port()
     python_path = os.pathsep.join([str(PROJECT / "src"), os.environ.get("PYTHONPATH", "")])
-    variables = {**os.environ, **environment_of(settings), **(environment or {})}
+    # A setting left unset is unset in the process too, whatever this process's environment.
+    fields = type(settings).model_fields
+    unset = {name.upper() for name in fields if getattr(settings, name) is None}
+    inherited = {name: value for name, value in os.environ.items() if name not in unset}
+    variables = {**inherited, **environment_of(settings), **(environment or {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:create_app",
         "--factory", "--host", "127.0.0.1", "--port", str(port),

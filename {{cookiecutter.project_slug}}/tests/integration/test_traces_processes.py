@@ -40,6 +40,24 @@ async def test_request_spans_reach_an_otlp_collector(real_settings: SettingsFact
     assert all(other.parent_span_id == span.span_id for other in inside)
 
 
+async def test_spans_still_waiting_for_their_batch_are_sent_when_the_service_stops(
+    real_settings: SettingsFactory,
+) -> None:
+    settings = real_settings()
+    with otlp_collector() as collector:
+        environment = {
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",  # no batch would leave for ten minutes
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+        }
+        async with server_process(settings, environment=environment) as server:
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                response = await http.get("/", headers={"traceparent": TRACEPARENT})
+                assert response.status_code == 200
+            assert collector.spans == []
+        # The process has stopped.
+        assert [span.trace_id for span in collector.spans if span.name == "GET /"] == [TRACE_ID]
+
+
 async def test_with_the_exporter_off_nothing_reaches_the_collector(
     real_settings: SettingsFactory,
 ) -> None:

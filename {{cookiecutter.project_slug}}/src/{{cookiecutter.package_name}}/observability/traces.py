@@ -76,27 +76,20 @@ class RedisSpans:
         pass
 
     def observe(self, name: str, value: float, *labels: str) -> None:
-        current = trace.get_current_span()
-        if not current.is_recording():
+        if name != "redis_command" or not trace.get_current_span().is_recording():
             return
-        if name == "redis_command":
-            ended = time.time_ns()
-            kind = labels[0]
-            attributes: dict[str, Any] = {"db.system.name": "redis"}
-            if "." in kind:  # a script's name: see redis_client.command_kind
-                attributes["db.operation.name"] = "EVALSHA"
-                attributes["db.stored_procedure.name"] = kind
-            else:
-                attributes["db.operation.name"] = kind
-            span = self.tracer.start_span(
-                kind,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                start_time=ended - int(value * 1e9),
-            )
-            span.end(end_time=ended)
-        elif name == "redis_pool_wait" and value > 0:
-            current.add_event("redis.pool.wait", {"duration_seconds": value})
+        ended = time.time_ns()
+        kind = labels[0]
+        attributes: dict[str, Any] = {"db.system.name": "redis"}
+        if "." in kind:  # a script's name: see redis_client.command_kind
+            attributes["db.operation.name"] = "EVALSHA"
+            attributes["db.stored_procedure.name"] = kind
+        else:
+            attributes["db.operation.name"] = kind
+        span = self.tracer.start_span(
+            kind, kind=SpanKind.CLIENT, attributes=attributes, start_time=ended - int(value * 1e9)
+        )
+        span.end(end_time=ended)
 
 
 class SpanRoute:
