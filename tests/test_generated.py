@@ -53,7 +53,10 @@ PROCESS_RUNS = _first_of_each(
 METRICS_PROCESS_RUNS = _first_of_each(
     lambda c: c["redis_topology"] if c["observability"] in ("prometheus", "both") else None
 )
-# Three server processes sending spans to a collector, or not (about 10 s): one per topology.
+# The request-path benchmark's smoke run (up to 30 s: a server per observability variant):
+# which variants it serves depends on the observability choice, one run of each.
+BENCH_RUNS = _first_of_each(lambda c: c["observability"] if c["use_cache"] or c["use_sessions"] or c["rate_limiting"] != "none" else None)
+# Four server processes sending spans to a collector, or not (about 15 s): one per topology.
 TRACE_PROCESS_RUNS = _first_of_each(
     lambda c: c["redis_topology"] if c["observability"] in ("otel", "both") else None
 )
@@ -61,13 +64,17 @@ TRACE_PROCESS_RUNS = _first_of_each(
 
 def test_the_fault_browser_and_process_tests_run_in_the_all_on_render() -> None:
     assert combination_id(all_on()) in FAULT_RUNS & BROWSER_RUNS & PROCESS_RUNS
-    assert combination_id(all_on()) in METRICS_PROCESS_RUNS & TRACE_PROCESS_RUNS
+    assert combination_id(all_on()) in METRICS_PROCESS_RUNS & TRACE_PROCESS_RUNS & BENCH_RUNS
     assert len(BROWSER_RUNS) == 2
 
 
 def test_the_metrics_and_trace_process_tests_run_on_every_topology() -> None:
     assert len(METRICS_PROCESS_RUNS) == 3
     assert len(TRACE_PROCESS_RUNS) == 3
+
+
+def test_the_benchmark_smoke_run_serves_every_observability_variant() -> None:
+    assert len(BENCH_RUNS) == 4
 
 
 def test_the_process_tests_run_on_every_topology() -> None:
@@ -168,6 +175,8 @@ def test_generated_project_test_suite_passes(
         options.append("--ignore=tests/integration/test_metrics_processes.py")
     if key not in TRACE_PROCESS_RUNS:
         options.append("--ignore=tests/integration/test_traces_processes.py")
+    if key not in BENCH_RUNS:
+        options.append("--ignore=tests/integration/test_bench.py")
     result = shared_environment.run(
         "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *options,
         cwd=project.path,

@@ -21,13 +21,15 @@ With several features on, each case pays for all of them at once (a cache hit al
 its rate-limit decision), in one round trip. The script prints requests/s for each case
 and its ratio to `get`: the median of the rounds' ratios, each round measuring every case
 back to back in a rotating order, so drift in the machine's speed cancels out.
-{%- if cookiecutter.__metrics %}
+{%- if cookiecutter.observability != "none" %}
 
-What the metrics cost: the same app without its metrics feature (what observability=none
-generates) is served beside it, and each round measures every case on both, one after
-the other; the script prints each case's ratio of the two (the median of the rounds'). The
-app with metrics runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR), as the Dockerfile
-runs it.
+What observability costs: the app is served in several variants, each by a server of its
+own: {% if cookiecutter.__metrics %}with its metrics feature only, {% endif %}{% if cookiecutter.__traces %}with its traces feature only (no
+endpoint set: what runs until one is), with its traces exported (OTLP/HTTP to a sink that
+this script runs), {% endif %}and with neither (what observability=none generates). Each round
+measures every case on every variant, one after the other; the script prints each case's
+ratio of each variant to the last (the median of the rounds').{% if cookiecutter.__metrics %} The metrics run in
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR), as the Dockerfile runs them.{% endif %}
 {%- endif %} On Linux
 with 2+ CPUs the server gets CPU 0, and Redis and the load generator the others.
 
@@ -55,6 +57,9 @@ import subprocess
 import sys
 import tempfile
 import time
+{%- if cookiecutter.__traces %}
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+{%- endif %}
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +98,18 @@ SETTINGS = {
     "RATE_LIMIT_EXEMPT_PATHS": "/health,/bench/bare,/bench/get",
 {%- endif %}
 }
+# Variant -> the observability features it keeps (BENCH_OBSERVABILITY); the last keeps none.
+VARIANTS = {
 {%- if cookiecutter.__metrics %}
-# The service as generated, and without its metrics feature: variant -> BENCH_METRICS.
-VARIANTS = {"metrics": "on", "no metrics": "off"}
-{%- else %}
-VARIANTS = {"": "on"}
+    "metrics": "metrics",
 {%- endif %}
+{%- if cookiecutter.__traces %}
+    "traces": "traces",
+    "traces exported": "traces,exported",
+{%- endif %}
+    "{% if cookiecutter.observability != "none" %}none{% endif %}": "",
+}
+OBSERVABILITY = {"metrics", "traces"}
 _CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 SERVER_CPUS = set(_CPUS[:1]) if len(_CPUS) > 1 else set()
 LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
@@ -106,11 +117,12 @@ LOAD_CPUS = set(_CPUS[1:]) if len(_CPUS) > 1 else set()
 
 def make_bench_app() -> FastAPI:
     """The service's own app, plus the bench routes (uvicorn calls this in the server)."""
-    features = enabled_features()
-{%- if cookiecutter.__metrics %}
-    if os.environ.get("BENCH_METRICS") == "off":  # the app observability=none generates
-        features = [feature for feature in features if feature.listener is None]
-{%- endif %}
+    kept = set(os.environ.get("BENCH_OBSERVABILITY", "").split(","))
+    features = [
+        feature
+        for feature in enabled_features()
+        if feature.name not in OBSERVABILITY or feature.name in kept
+    ]
     app = create_app(features=features)
 
     run = os.environ.get("BENCH_RUN", "")
@@ -237,6 +249,27 @@ def _load_process(
     queue.put(asyncio.run(run()))
 
 
+{% if cookiecutter.__traces -%}
+class _Sink(BaseHTTPRequestHandler):
+    """Takes OTLP/HTTP exports and throws them away (an empty reply is an empty protobuf)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _sink(port: int) -> None:
+    ThreadingHTTPServer(("127.0.0.1", port), _Sink).serve_forever()
+
+
+{% endif -%}
 def cpu_seconds(pid: int) -> float:
     """The CPU time a process has used so far, user and system (Linux: /proc; else 0)."""
     try:
@@ -295,7 +328,16 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="load per route before measuring (0: none)"
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated, of: %(default)s (the last is what the others are compared with)",
+    )
     args = parser.parse_args()
+    chosen = args.variants.split(",")
+    if not set(chosen) <= set(VARIANTS):
+        parser.error(f"--variants: choose among {','.join(VARIANTS)}")
+    variants = {name: VARIANTS[name] for name in chosen}
 
     with tempfile.TemporaryDirectory() as scratch:
         redis_process = None
@@ -319,29 +361,43 @@ def main() -> int:
         # One server per variant, all on the server's CPU; only one is loaded at a time.
         ports: dict[str, int] = {}
         servers: list[subprocess.Popen[bytes]] = []
+{%- if cookiecutter.__traces %}
+        sink_port = free_port()
+        sink = multiprocessing.Process(target=_sink, args=(sink_port,), daemon=True)
+        sink.start()
+        if sink.pid is not None:
+            pin(sink.pid, LOAD_CPUS)
+        wait_for_port(sink_port)
+        sink_url = f"http://127.0.0.1:{sink_port}"
+{%- endif %}
         run_id = os.urandom(8).hex()
-        runs = [(variant, name) for variant in VARIANTS for name in CASES]
+        runs = [(variant, name) for variant in variants for name in CASES]
         figures: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         # The server's CPU time per request, in microseconds: what a request costs it.
         costs: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         try:
-            for variant in VARIANTS:
+            for variant in variants:
                 command = [
                     sys.executable, "-m", "uvicorn", "bench_request_path:make_bench_app",
                     "--factory", "--app-dir", str(Path(__file__).parent),
                     "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
                 ]  # fmt: skip
-                variables = {**env, "BENCH_METRICS": VARIANTS[variant], "BENCH_RUN": run_id}
+                kept = variants[variant]
+                variables = {**env, "BENCH_OBSERVABILITY": kept, "BENCH_RUN": run_id}
 {%- if cookiecutter.__metrics %}
-                if VARIANTS[variant] == "on":  # as the Dockerfile runs it: multiprocess mode
-                    directory = Path(scratch) / "metrics"
+                if "metrics" in kept:  # as the Dockerfile runs it: multiprocess mode
+                    directory = Path(scratch) / f"metrics-{len(servers)}"
                     directory.mkdir()
                     variables["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+{%- endif %}
+{%- if cookiecutter.__traces %}
+                exported = "exported" in kept
+                variables["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_url if exported else ""
 {%- endif %}
                 server, ports[variant] = serve(command, variables)
                 servers.append(server)
                 pin(server.pid, SERVER_CPUS)
-            pids = dict(zip(VARIANTS, (server.pid for server in servers), strict=True))
+            pids = dict(zip(variants, (server.pid for server in servers), strict=True))
             headers = {}
             for variant, port in ports.items():
                 headers[variant] = prepare(port)
@@ -353,8 +409,8 @@ def main() -> int:
                 shift = round_number % len(CASES)
                 names = list(CASES)
                 for name in names[shift:] + names[:shift]:
-                    variants = list(VARIANTS)[:: 1 if round_number % 2 == 0 else -1]
-                    for variant in variants:  # the variants of one case back to back
+                    order = list(variants)[:: 1 if round_number % 2 == 0 else -1]
+                    for variant in order:  # the variants of one case back to back
                         used = cpu_seconds(pids[variant])
                         rate = requests_per_second(
                             ports[variant], CASES[name], headers[variant], args.connections,
@@ -370,10 +426,14 @@ def main() -> int:
             if redis_process is not None:
                 redis_process.terminate()
                 redis_process.wait(timeout=10)
+{%- if cookiecutter.__traces %}
+            sink.terminate()
+            sink.join(timeout=10)
+{%- endif %}
 
     tool = "wrk" if shutil.which("wrk") else "built-in load generator"
     print(f"uvicorn, 1 worker, {args.connections} connections, {tool}, median of {args.rounds}:")
-    for variant in VARIANTS:
+    for variant in variants:
         if variant:
             print(f" {variant}:")
         for name in CASES:
@@ -385,16 +445,16 @@ def main() -> int:
                 f"  {name:<13} {statistics.median(values):>9.0f} req/s   {ratio:5.2f} x get"
                 f"   (rounds: {rounds})"
             )
-    if len(VARIANTS) == 2:
-        first, second = VARIANTS
+    *measured, reference = variants
+    for variant in measured:
         print(
-            f" {first} / {second}: throughput, the same case in the same round (median ratio);"
-            " server CPU per request (medians)"
+            f" {variant} / {reference}: throughput, the same case in the same round (median"
+            " ratio); server CPU per request (medians)"
         )
         for name in CASES:
-            pairs = zip(figures[first, name], figures[second, name], strict=True)
+            pairs = zip(figures[variant, name], figures[reference, name], strict=True)
             ratio = statistics.median(mine / other for mine, other in pairs)
-            mine, other = (statistics.median(costs[v, name]) for v in (first, second))
+            mine, other = (statistics.median(costs[v, name]) for v in (variant, reference))
             print(f"  {name:<13} {ratio:5.3f}   {mine:5.0f} us / {other:5.0f} us")
     if SERVER_CPUS:
         print(f"  server on CPU {sorted(SERVER_CPUS)}, Redis and load on CPUs {sorted(LOAD_CPUS)}")

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.observability.traces import exporting_provider
+from {{ cookiecutter.package_name }}.observability.traces import SpanRoute, exporting_provider
 
 from tests.service import SettingsFactory, serve
 from tests.traced import traced_app
@@ -77,6 +77,28 @@ async def test_without_an_endpoint_requests_are_served_and_nothing_is_logged(
             for _ in range(3):
                 assert (await service.client.get("/things/1")).status_code == 200
     assert [record.getMessage() for record in caplog.records] == ["serving"] * 3
+
+
+def middleware_of(app: FastAPI) -> list[type]:
+    """The classes of the app's built middleware stack, outermost first."""
+    found: list[type] = []
+    layer = app.middleware_stack
+    while layer is not None:
+        found.append(type(layer))
+        layer = getattr(layer, "app", None)
+    return found
+
+
+async def test_without_an_endpoint_no_tracing_code_runs_per_request(
+    make_settings: SettingsFactory, exporter: InMemorySpanExporter
+) -> None:
+    settings = make_settings()
+    untraced, traced = create_app(settings), traced_app(settings, exporter)
+    for app in (untraced, traced):
+        async with serve(settings, app) as service:
+            await service.client.get("/")
+    assert SpanRoute not in middleware_of(untraced)
+    assert SpanRoute in middleware_of(traced)
 
 
 async def test_a_request_span_is_named_by_its_route_template(

@@ -170,6 +170,11 @@ class Tracing:
         path: str = scope.get("path", "")
         return path.startswith(self.untraced)
 
+    def span_route(self, app: ASGIApp) -> ASGIApp:
+        """SpanRoute around `app` when there are spans to name; with none, nothing at all (the
+        middleware stack is built at the first request, after the app resolved its provider)."""
+        return app if self.provider is None else SpanRoute(app)
+
     @asynccontextmanager
     async def running(self, _: State) -> AsyncIterator[None]:
         try:
@@ -191,6 +196,6 @@ def tracing_feature(
         listener=tracing.listener,
         telemetry=tracing.telemetry,
         run=tracing.running,
-        outer_middleware=[Middleware(SpanRoute)],
+        outer_middleware=[Middleware(tracing.span_route)],
         log_fields=[LogField(TraceIdFilter(), "trace=%(trace_id)s")],
     )
