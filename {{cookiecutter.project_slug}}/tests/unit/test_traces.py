@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from fastapi import FastAPI
@@ -16,6 +19,7 @@ from opentelemetry.trace import SpanKind
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.observability.traces import SpanRoute, exporting_provider
 
+from tests.processes import PROJECT
 from tests.service import SettingsFactory, serve
 from tests.traced import traced_app
 
@@ -77,6 +81,28 @@ async def test_without_an_endpoint_requests_are_served_and_nothing_is_logged(
             for _ in range(3):
                 assert (await service.client.get("/things/1")).status_code == 200
     assert [record.getMessage() for record in caplog.records] == ["serving"] * 3
+
+
+def test_the_services_provider_is_the_process_global_one() -> None:
+    """So `trace.get_tracer(__name__)` in the service's own code adds spans to its traces (a
+    process of its own: the global provider can be set once only)."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from {{ cookiecutter.package_name }}.main import create_app\n"
+        "from tests.service import settings_for_test\n"
+        "app = create_app(settings_for_test(otel_exporter_otlp_endpoint='http://127.0.0.1:9'))\n"
+        "print(type(trace.get_tracer_provider()).__module__)\n"
+    )
+    python_path = os.pathsep.join([str(PROJECT / "src"), str(PROJECT)])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "opentelemetry.sdk.trace"
 
 
 def middleware_of(app: FastAPI) -> list[type]:

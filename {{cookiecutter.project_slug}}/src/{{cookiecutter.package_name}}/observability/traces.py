@@ -132,18 +132,24 @@ class Tracing:
         self.untraced = tuple(untraced)
         self.given = provider
         self.provider: TracerProvider | None = None
+        self.resolved = False
         self.owned = False
 
     def resolve(self, settings: Settings) -> TracerProvider | None:
-        if self.provider is None and self.given is not None:
+        """The provider, decided once: the one given, or one made from the settings."""
+        if self.resolved:
+            return self.provider
+        self.resolved = True
+        if self.given is not None:
             self.provider = self.given
-        elif self.provider is None:
-            self.provider = made = exporting_provider(settings)
-            self.owned = made is not None
-            unset = isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-            if made is not None and unset:
-                # The service's own code can add spans with trace.get_tracer(__name__).
-                trace.set_tracer_provider(made)
+            return self.provider
+        self.provider = exporting_provider(settings)
+        self.owned = self.provider is not None
+        unset = isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        if self.provider is not None and unset:
+            # The process's provider too: the service's own code can add spans to a request's
+            # with trace.get_tracer(__name__).
+            trace.set_tracer_provider(self.provider)
         return self.provider
 
     def listener(self, settings: Settings) -> Signals:
