@@ -55,7 +55,11 @@ METRICS_PROCESS_RUNS = _first_of_each(
 )
 # The request-path benchmark's smoke run (up to 30 s: a server per observability variant):
 # which variants it serves depends on the observability choice, one run of each.
-BENCH_RUNS = _first_of_each(lambda c: c["observability"] if c["use_cache"] or c["use_sessions"] or c["rate_limiting"] != "none" else None)
+BENCH_RUNS = _first_of_each(
+    lambda c: (
+        c["observability"] if c["use_cache"] or c["use_sessions"] or c["rate_limiting"] != "none" else None
+    )
+)
 # Four server processes sending spans to a collector, or not (about 15 s): one per topology.
 TRACE_PROCESS_RUNS = _first_of_each(
     lambda c: c["redis_topology"] if c["observability"] in ("otel", "both") else None

@@ -42,7 +42,7 @@ class RouteIndex:
         return True
 
     def template(self, scope: Scope) -> str | None:
-        """The template of the route that will serve this request (`/items/{item_id}`), or
+        """The template of the route that will serve this request (`/users/{user_id}`), or
         None when none matches fully."""
         self.refresh(scope["app"])
         found = self.find(scope)

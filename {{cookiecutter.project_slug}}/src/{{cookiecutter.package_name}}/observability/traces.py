@@ -1,5 +1,5 @@
 """OpenTelemetry traces: a span for each request, and in it a span for each Redis command
-the request made, a Lua script named after its purpose (`cache.lookup`, `ratelimit.gcra`),
+the request made, a Lua script named after its purpose (`<feature>.<script>`),
 not EVALSHA and a hash.
 
 * The request span is FastAPI's own (its native OpenTelemetry support): W3C `traceparent`
@@ -93,7 +93,7 @@ class RedisSpans:
 
 
 class SpanRoute:
-    """Pure ASGI, inside FastAPI's request span: names the span `GET /items/{item_id}` and
+    """Pure ASGI, inside FastAPI's request span: names the span `GET /users/{user_id}` and
     sets http.route before anything answers, as FastAPI does only when its router routes."""
 
     def __init__(self, app: ASGIApp) -> None:
