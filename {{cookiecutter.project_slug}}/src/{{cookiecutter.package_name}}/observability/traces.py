@@ -8,8 +8,8 @@ not EVALSHA and a hash.
   response, a 429).
 * The Redis spans are made from the client's `redis_command` signals (signals.py), so they
   cover the request path's commands too, sent in one write on a raw connection where no
-  redis-py instrumentation sees them. Commands sent together share their round trip: their
-  spans have the same start and end.
+  redis-py instrumentation sees them. Commands sent together share their round trip: each
+  one's span lasts the whole of it.
 * Spans go over OTLP/HTTP to the endpoint the settings name (settings.traces_endpoint),
   in batches, from a thread of their own. With no endpoint nothing is set up: no span is
   made, nothing is sent, FastAPI's telemetry stays off, and no error is logged.
