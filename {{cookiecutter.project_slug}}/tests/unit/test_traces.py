@@ -163,6 +163,19 @@ async def test_health_checks_have_no_spans(
     assert exporter.get_finished_spans() == ()
 
 
+{%- if cookiecutter.__metrics %}
+
+
+async def test_scrapes_have_no_spans(
+    make_settings: SettingsFactory, exporter: InMemorySpanExporter
+) -> None:
+    settings = make_settings()  # metrics on the service's port (METRICS_PORT=0)
+    async with serve(settings, traced_app(settings, exporter)) as service:
+        assert (await service.client.get("/metrics")).status_code == 200
+    assert exporter.get_finished_spans() == ()
+{%- endif %}
+
+
 async def test_an_incoming_traceparent_is_continued(
     make_settings: SettingsFactory, exporter: InMemorySpanExporter
 ) -> None:
