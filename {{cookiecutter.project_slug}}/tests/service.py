@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.main import create_app
@@ -83,3 +84,13 @@ async def serve(
         )
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Service(app=app, client=client)
+
+
+async def logged_while_serving(
+    app: FastAPI, capfd: pytest.CaptureFixture[str], path: str, headers: dict[str, str]
+) -> list[str]:
+    """The stderr lines `app` writes while it serves one GET of `path` with `headers`."""
+    async with serve(app.state.settings, app) as service:
+        capfd.readouterr()
+        await service.client.get(path, headers=headers)
+    return capfd.readouterr().err.splitlines()

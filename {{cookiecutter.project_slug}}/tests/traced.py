@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from {{ cookiecutter.package_name }}.features import Feature
 from {{ cookiecutter.package_name }}.main import create_app, enabled_features
@@ -41,6 +42,12 @@ def untraced_of(feature: Feature) -> tuple[str, ...]:
     tracing = getattr(feature.listener, "__self__", None)
     assert isinstance(tracing, Tracing)
     return tracing.untraced
+
+
+def server_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    """The one request span the exporter holds."""
+    (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
+    return span
 
 
 def children_of(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:

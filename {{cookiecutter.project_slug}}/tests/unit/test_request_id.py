@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.request_id import HEADER
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from tests.service import Service, SettingsFactory, serve
+from tests.service import Service, SettingsFactory, logged_while_serving
 
 pytestmark = pytest.mark.anyio
 
@@ -74,21 +74,19 @@ async def test_error_answers_carry_the_request_id_too(memory_service: Service) -
     assert response.headers[HEADER] == "req-404"
 
 
-async def logged_while_serving(
+async def logged_with_id(
     settings: Settings, capfd: pytest.CaptureFixture[str], request_id: str
 ) -> list[str]:
     """The stderr lines the app writes while it serves one request with this id."""
-    async with serve(settings, with_logging_route(create_app(settings))) as service:
-        capfd.readouterr()
-        await service.client.get("/logs-a-line", headers={HEADER: request_id})
-    return capfd.readouterr().err.splitlines()
+    app = with_logging_route(create_app(settings))
+    return await logged_while_serving(app, capfd, "/logs-a-line", {HEADER: request_id})
 
 
 async def test_json_log_lines_of_a_request_carry_its_id(
     make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(log_json=True, log_level="INFO")
-    lines = [json.loads(line) for line in await logged_while_serving(settings, capfd, "req-j")]
+    lines = [json.loads(line) for line in await logged_with_id(settings, capfd, "req-j")]
     served = [line for line in lines if line["message"] == "serving"]
     assert [line["request_id"] for line in served] == ["req-j"]
 
@@ -97,7 +95,7 @@ async def test_text_log_lines_of_a_request_carry_its_id(
     make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
 ) -> None:
     settings = make_settings(log_json=False, log_level="INFO")
-    lines = await logged_while_serving(settings, capfd, "req-t")
+    lines = await logged_with_id(settings, capfd, "req-t")
     served = [line for line in lines if line.endswith("serving")]
     assert len(served) == 1
     assert re.search(r"\[req-t[] ]", served[0]), served[0]  # [req-t] or [req-t trace=...]

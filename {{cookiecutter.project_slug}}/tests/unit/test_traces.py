@@ -14,14 +14,14 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.observability.traces import SpanRoute, exporting_provider
+from {{ cookiecutter.package_name }}.settings import Settings
 
 from tests.processes import PROJECT
-from tests.service import SettingsFactory, serve
-from tests.traced import traced_app
+from tests.service import SettingsFactory, logged_while_serving, serve
+from tests.traced import server_span, traced_app
 
 pytestmark = pytest.mark.anyio
 
@@ -133,7 +133,7 @@ async def test_a_request_span_is_named_by_its_route_template(
     settings = make_settings()
     async with serve(settings, with_routes(traced_app(settings, exporter))) as service:
         assert (await service.client.get("/things/42?colour=red")).status_code == 200
-    (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
+    span = server_span(exporter)
     assert span.name == "GET /things/{thing_id}"
     assert span.attributes is not None
     assert span.attributes["http.route"] == "/things/{thing_id}"
@@ -182,10 +182,22 @@ async def test_an_incoming_traceparent_is_continued(
     settings = make_settings()
     async with serve(settings, with_routes(traced_app(settings, exporter))) as service:
         await service.client.get("/things/1", headers={"traceparent": TRACEPARENT})
-    (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
+    span = server_span(exporter)
     assert trace.format_trace_id(span.context.trace_id) == TRACEPARENT.split("-")[1]
     assert span.parent is not None
     assert trace.format_span_id(span.parent.span_id) == TRACEPARENT.split("-")[2]
+
+
+async def logged_while_traced(
+    settings: Settings,
+    exporter: InMemorySpanExporter,
+    capfd: pytest.CaptureFixture[str],
+    request_id: str,
+) -> list[str]:
+    """The stderr lines of one traced request with this id, continuing TRACEPARENT."""
+    app = with_routes(traced_app(settings, exporter))
+    headers = {"traceparent": TRACEPARENT, "X-Request-ID": request_id}
+    return await logged_while_serving(app, capfd, "/things/1", headers)
 
 
 async def test_json_log_lines_carry_the_request_id_and_the_trace_id(
@@ -194,14 +206,10 @@ async def test_json_log_lines_carry_the_request_id_and_the_trace_id(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     settings = make_settings(log_json=True, log_level="INFO")
-    async with serve(settings, with_routes(traced_app(settings, exporter))) as service:
-        capfd.readouterr()
-        await service.client.get(
-            "/things/1", headers={"traceparent": TRACEPARENT, "X-Request-ID": "req-1"}
-        )
-    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    logged = await logged_while_traced(settings, exporter, capfd, "req-1")
+    lines = [json.loads(line) for line in logged]
     (served,) = [line for line in lines if line["message"] == "serving"]
-    (span,) = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
+    span = server_span(exporter)
     assert served["request_id"] == "req-1"
     assert served["trace_id"] == TRACEPARENT.split("-")[1]
     assert served["span_id"] == trace.format_span_id(span.context.span_id)
@@ -213,10 +221,6 @@ async def test_text_log_lines_carry_the_request_id_and_the_trace_id(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     settings = make_settings(log_json=False, log_level="INFO")
-    async with serve(settings, with_routes(traced_app(settings, exporter))) as service:
-        capfd.readouterr()
-        await service.client.get(
-            "/things/1", headers={"traceparent": TRACEPARENT, "X-Request-ID": "req-2"}
-        )
-    (served,) = [line for line in capfd.readouterr().err.splitlines() if line.endswith("serving")]
+    lines = await logged_while_traced(settings, exporter, capfd, "req-2")
+    (served,) = [line for line in lines if line.endswith("serving")]
     assert f"[req-2 trace={TRACEPARENT.split('-')[1]}]" in served
