@@ -5,9 +5,14 @@ The manifest is `_manifest` in cookiecutter.json: a list of entries, each with
 of option -> values that keep the paths (all must hold), or a list of such
 mappings (any may hold). Paths whose entry does not hold are deleted.
 
-Then, when uv is on PATH, it writes uv.lock (`uv lock`): the one step that may use the
-network, to read the package index. Without uv, or when locking fails, it says in one line
-how to make the lock, and the project is generated all the same.
+The project arrives with the template's shipped lock as its uv.lock: the lock of the
+everything-on project, whose versions the template's CI tested (reference/uv.lock in the
+template). When uv is on PATH, `uv lock` prunes it to these answers: uv keeps every locked
+version as it is and drops what a disabled option no longer needs, so no version newer than
+the tested ones gets in. This is the one step that may use the network (to read the package
+index's metadata of those versions). Without uv, or when it cannot lock, the shipped lock
+stays, marked older than pyproject.toml so that `make install` prunes it the same way first;
+one line says so, and the project is generated all the same.
 
 Standard library only, and safe to re-run (cruft re-runs it): no git, no installs.
 """
@@ -15,6 +20,7 @@ Standard library only, and safe to re-run (cruft re-runs it): no git, no install
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,12 +75,39 @@ def _prune_empty_parents(root: Path, directory: Path) -> None:
         directory = directory.parent
 
 
-LOCK_HELP = "uv.lock was not written ({why}): run `uv lock` (or `make lock`) in the project."
+LOCK_HELP = (
+    "uv.lock holds the template's tested versions for every option ({why}): `make install`"
+    " prunes it to yours (`uv lock`, which keeps those versions) before installing."
+)
+NOT_A_LOCK = (
+    "uv.lock did not arrive as the template's lock (a symlink unpacked from an archive?):"
+    " run `uv lock`, which resolves the newest releases, not the tested ones."
+)
+
+
+def is_shipped_lock(lock: Path) -> bool:
+    """The template's lock arrives through a symlink; unpacked from a zip archive, such a
+    link becomes a short file holding its target's path instead."""
+    try:
+        return lock.read_text(encoding="utf-8").startswith("version = ")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def mark_stale(project: Path) -> None:
+    """Make uv.lock older than pyproject.toml: the Makefile's `uv.lock` rule re-locks it."""
+    pyproject = (project / "pyproject.toml").stat()
+    earlier = pyproject.st_mtime - 60
+    os.utime(project / "uv.lock", (earlier, earlier))
 
 
 def write_lock(project: Path, uv: str | None, timeout: float = 300) -> str | None:
-    """Lock the project's dependencies with uv; None when done, else why not (one line)."""
+    """Prune the shipped lock to this project with uv; None when done, else why not (one line)."""
+    if not is_shipped_lock(project / "uv.lock"):
+        (project / "uv.lock").unlink(missing_ok=True)
+        return NOT_A_LOCK
     if uv is None:
+        mark_stale(project)
         return LOCK_HELP.format(why="uv is not installed")
     try:
         result = subprocess.run(
@@ -86,10 +119,12 @@ def write_lock(project: Path, uv: str | None, timeout: float = 300) -> str | Non
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
-        return LOCK_HELP.format(why=type(error).__name__)
+        mark_stale(project)
+        return LOCK_HELP.format(why=f"uv lock: {type(error).__name__}")
     if result.returncode != 0:
+        mark_stale(project)
         last = (result.stderr.strip().splitlines() or ["uv lock failed"])[-1]
-        return LOCK_HELP.format(why=last.strip()[:200])
+        return LOCK_HELP.format(why=f"uv lock: {last.strip()[:200]}")
     return None
 
 

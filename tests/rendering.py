@@ -6,8 +6,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from cookiecutter.main import cookiecutter
 from jinja2 import FileSystemBytecodeCache
 
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR, all_on
+from tests.locks import REFERENCE_DIR, SHIPPED_LOCK, unshipped_pins
 from tests.tools import BIN, run, tool
 
 KEPT_VARIABLES = frozenset(
@@ -27,8 +29,6 @@ KEPT_VARIABLES = frozenset(
         "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL",
     }
 )  # fmt: skip
-# How long a primed cache is trusted before the index is asked again for newer releases.
-PRIMED_FOR_SECONDS = 6 * 3600
 CACHE_DIR = Path(os.environ.get("TEMPLATE_TEST_CACHE", TEMPLATE_DIR / ".cache"))
 
 
@@ -151,24 +151,33 @@ def shared_environment_for(reference_dir: Path) -> SharedEnvironment:
     return SharedEnvironment(path)
 
 
-def prime_uv_cache(reference_dir: Path) -> None:
-    """Fill the shared uv cache (online), then let every render lock offline from it.
+def prime_uv_cache(scratch: Path) -> None:
+    """Fill the shared uv cache (online) with the shipped lock's packages, then let every
+    render lock offline from it.
 
-    Every combination's dependencies are a subset of the all-on project's, so its lock
-    resolves from what the all-on lock fetched. xdist workers share the cache: the first
-    primes it, the others find it primed for today's dependencies and go on.
+    Every render's uv.lock is the shipped lock pruned to its answers: uv needs the index's
+    metadata of the locked versions, and no others. A copy of the reference project under
+    another name makes uv resolve, and so fetch, all of them. xdist workers share the cache:
+    the first primes it, the others find it primed for this lock and go on.
     """
     os.environ["UV_CACHE_DIR"] = str(CACHE_DIR / "uv")
     # The hook finds uv on PATH: put the template's own (from uv.lock) first.
     os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
-    dependencies = (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_bytes()
-    stamp = CACHE_DIR / f"uv-primed-{hashlib.sha256(dependencies).hexdigest()[:16]}"
+    reference = (REFERENCE_DIR / "pyproject.toml").read_text()
+    digest = hashlib.sha256(reference.encode() + SHIPPED_LOCK.read_bytes()).hexdigest()[:16]
+    stamp = CACHE_DIR / f"uv-primed-{digest}"
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with open(CACHE_DIR / "uv-prime.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < PRIMED_FOR_SECONDS
-        if not fresh:
+        if not stamp.exists():
             os.environ.pop("UV_OFFLINE", None)
-            render(all_on(), reference_dir)
+            project = scratch / "uv-cache-prime"
+            project.mkdir()
+            renamed = re.sub(r'(?m)^name = ".*"$', 'name = "uv-cache-prime"', reference, count=1)
+            (project / "pyproject.toml").write_text(renamed)
+            shutil.copyfile(SHIPPED_LOCK, project / "uv.lock")
+            result = InstalledProject(project).uv("lock")
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert unshipped_pins(project / "uv.lock") == set()
             stamp.touch()
     os.environ["UV_OFFLINE"] = "1"

@@ -195,3 +195,38 @@ def test_the_post_generation_hook_can_run_twice(tmp_path: Path) -> None:
     post_gen.remove_paths(tmp_path, ["gone.txt"])
     post_gen.remove_paths(tmp_path, ["gone.txt"])
     assert list(tmp_path.iterdir()) == []
+
+
+def _project_with_lock(root: Path, lock_text: str) -> Path:
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
+    (root / "uv.lock").write_text(lock_text)
+    return root
+
+
+def test_a_lock_that_arrived_as_a_link_path_is_removed_and_said_so(tmp_path: Path) -> None:
+    project = _project_with_lock(tmp_path, "../reference/uv.lock")
+    problem = post_gen.write_lock(project, uv="/nonexistent/uv")
+    assert problem == post_gen.NOT_A_LOCK
+    assert not (project / "uv.lock").exists()
+
+
+def test_without_uv_the_shipped_lock_stays_marked_for_make_install(tmp_path: Path) -> None:
+    project = _project_with_lock(tmp_path, "version = 1\n")
+    problem = post_gen.write_lock(project, uv=None)
+    assert problem is not None
+    assert "uv is not installed" in problem
+    assert (project / "uv.lock").read_text() == "version = 1\n"
+    assert (project / "uv.lock").stat().st_mtime < (project / "pyproject.toml").stat().st_mtime
+
+
+def test_when_uv_cannot_lock_the_shipped_lock_stays_and_the_reason_is_one_line(tmp_path: Path) -> None:
+    project = _project_with_lock(tmp_path, "version = 1\n")
+    failing_uv = tmp_path / "uv"
+    failing_uv.write_text("#!/bin/sh\necho 'first line' >&2\necho 'no network' >&2\nexit 2\n")
+    failing_uv.chmod(0o755)
+    problem = post_gen.write_lock(project, uv=str(failing_uv))
+    assert problem is not None
+    assert "uv lock: no network" in problem
+    assert "\n" not in problem
+    assert (project / "uv.lock").read_text() == "version = 1\n"
+    assert (project / "uv.lock").stat().st_mtime < (project / "pyproject.toml").stat().st_mtime

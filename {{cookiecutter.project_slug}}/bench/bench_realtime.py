@@ -126,7 +126,7 @@ async def redis_alone(url: str, rate: float, seconds: float) -> str:
             await publisher.publish("bench-alone", repr(time.perf_counter()))
             await asyncio.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
         await listening
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
     return received.summary(f"Redis alone, {rate:g}/s (1 subscriber)", count)
 
 

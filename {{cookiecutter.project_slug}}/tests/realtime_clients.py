@@ -80,7 +80,7 @@ async def subscribers(target: RedisTarget | str, channel: str) -> int:
     for url in urls:
         async with Redis.from_url(url) as node:
             kind = "SHARDNUMSUB" if sharded else "NUMSUB"
-            reply = await node.execute_command("PUBSUB", kind, channel)  # type: ignore[no-untyped-call]
+            reply = await node.execute_command("PUBSUB", kind, channel)  # type: ignore[no-untyped-call, unused-ignore]
             total += int(reply[1])
     return total
 

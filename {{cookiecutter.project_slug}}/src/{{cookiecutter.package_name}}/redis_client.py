@@ -126,13 +126,13 @@ class _FairQueue:
         await self.take_slot()
         started = time.perf_counter()
         try:
-            return await super().execute_command(*args, **kwargs)  # type: ignore[misc]
+            return await super().execute_command(*args, **kwargs)  # type: ignore[misc, unused-ignore]
         finally:
             self.free_slot()
             self.signals.observe("redis_command", time.perf_counter() - started, command_kind(args))
 
 
-class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside redis-py)
+class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc, unused-ignore]  # (a clash inside redis-py)
     """A standalone or Sentinel client whose callers queue fairly for connections."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -153,9 +153,9 @@ class BoundedRedis(_FairQueue, Redis):  # type: ignore[misc]  # (a clash inside 
         pool = self.connection_pool
         try:
             try:
-                connection = pool.get_available_connection()  # type: ignore[no-untyped-call]
+                connection = pool.get_available_connection()  # type: ignore[no-untyped-call, unused-ignore]
             except RedisConnectionError:  # someone took connections outside the queue
-                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call, unused-ignore]
             else:
                 try:
                     await pool.ensure_connection(connection)
@@ -179,7 +179,7 @@ async def _exchange(connection: Connection, data: bytes, count: int) -> list[Any
     arm one per reply and run the write in a task of its own. As in redis-py, a timeout or
     a broken socket disconnects the connection, so no reply is left for the next caller."""
     # A PING first if the connection idled past REDIS_HEALTH_CHECK_INTERVAL_SECONDS.
-    await connection.check_health()  # type: ignore[no-untyped-call]
+    await connection.check_health()  # type: ignore[no-untyped-call, unused-ignore]
     try:
         async with asyncio.timeout(connection.socket_timeout):
             await connection._send_packed_command([data])
@@ -237,7 +237,7 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     return b"".join(parts)
 
 
-class BoundedRedisCluster(_FairQueue, RedisCluster):  # type: ignore[misc]
+class BoundedRedisCluster(_FairQueue, RedisCluster):  # type: ignore[misc, unused-ignore]
     """A cluster client whose callers queue fairly instead of failing on a full node pool."""
 
     def __init__(self, *args: Any, pool_timeout: float, **kwargs: Any) -> None:
@@ -299,7 +299,7 @@ def build_client(settings: Settings) -> RedisClient:
         # the sentinels say where the master is.
         _, _, data_node = url_options(settings.redis_url)
         sentinel_password = settings.redis_sentinel_password
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             [_split_address(address) for address in settings.redis_sentinels],
             sentinel_kwargs={
                 "password": sentinel_password.get_secret_value() if sentinel_password else None,

@@ -152,12 +152,12 @@ async def test_the_app_user_is_refused_dangerous_commands(
     app_user: Redis, command: tuple[str, ...]
 ) -> None:
     with pytest.raises(NoPermissionError):
-        await app_user.execute_command(*command)  # type: ignore[no-untyped-call]
+        await app_user.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 async def test_the_app_user_cannot_debug(app_user: Redis) -> None:
     with pytest.raises(ResponseError, match=r"not allowed|NOPERM"):
-        await app_user.execute_command("DEBUG", "SLEEP", "0")  # type: ignore[no-untyped-call]
+        await app_user.execute_command("DEBUG", "SLEEP", "0")  # type: ignore[no-untyped-call, unused-ignore]
 
 
 async def test_the_app_user_only_reaches_its_own_keys(app_user: Redis, prefix: str) -> None:

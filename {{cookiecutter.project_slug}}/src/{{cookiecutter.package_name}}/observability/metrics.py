@@ -213,7 +213,7 @@ class Metrics:
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call, unused-ignore]
         return generate_latest(registry)
 
     async def scrape(self) -> bytes:
@@ -225,7 +225,7 @@ class Metrics:
         """This worker is stopping: its live gauges no longer count (multiprocess mode)."""
         directory = multiprocess_dir()
         if directory is not None:
-            mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+            mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def metrics_of(state: State) -> Metrics:

@@ -298,7 +298,7 @@ class Link:
         pubsub, self.pubsub = self.pubsub, None
         if pubsub is not None:
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             except Exception:  # closing a broken connection
                 logger.debug("closing the realtime subscriber failed", exc_info=True)
 
