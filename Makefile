@@ -8,10 +8,10 @@ DEMO_DIR := build/demo
 PYTEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help uv install lock lint test quick bench bench-load demo clean
+.PHONY: help uv install lock lint test quick upgrade-check bench bench-load demo clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -29,9 +29,9 @@ install: $(STAMP) ## the template's dev tools in .venv, exactly as uv.lock says
 lock: | $(UV) ## upgrade the template's dev tools within pyproject.toml's ranges, on purpose
 	$(UV) lock --upgrade
 
-lint: $(STAMP) ## ruff and mypy on the hooks and the template's tests
-	$(UV) run --locked ruff check hooks tests bench
-	$(UV) run --locked ruff format --check hooks tests bench
+lint: $(STAMP) ## ruff and mypy on the hooks, the template's tests and tools
+	$(UV) run --locked ruff check hooks tests tools bench
+	$(UV) run --locked ruff format --check hooks tests tools bench
 	$(UV) run --locked mypy
 
 test: lint ## the full suite: render checks, hooks, generated projects on real Redis, cruft
@@ -39,6 +39,9 @@ test: lint ## the full suite: render checks, hooks, generated projects on real R
 
 quick: $(STAMP) ## everything but installing and running generated projects (< 1 min)
 	$(UV) run --locked pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
+
+upgrade-check: $(STAMP) ## the generated projects on the newest releases, and what moved (online; ~15 min)
+	$(UV) run --locked python -m tools.upgrade_check $(ARGS)
 
 bench: $(STAMP) ## our request path beside a naive route and the peer libraries (needs wrk; ~10 min)
 	$(UV) run --locked --group bench python bench/compare.py

@@ -84,9 +84,7 @@ def test_make_install_without_uv_at_generation_locks_the_shipped_versions(
     generated_without_uv: tuple[Path, str],
 ) -> None:
     project, _ = generated_without_uv
-    result = run(
-        "make", "install", f"UV={tool('uv')}", cwd=project, env=clean_environment(), timeout=900
-    )
+    result = run("make", "install", f"UV={tool('uv')}", cwd=project, env=clean_environment(), timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert unshipped_pins(project / "uv.lock") == set()
     locked = {name for name, _ in pins(project / "uv.lock")}
