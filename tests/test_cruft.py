@@ -11,13 +11,12 @@ import pytest
 
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR
 from tests.locks import SHIPPED_LOCK, unshipped_pins
+from tests.releases import PREVIOUS_RELEASE
 from tests.rendering import InstalledProject, SharedEnvironment
 from tests.tools import run, tool
 
 pytestmark = pytest.mark.slow
 
-# The previous release (0.9.0, see CHANGELOG.md): projects created from it update to this one.
-PREVIOUS_RELEASE = "eac56ed7817e50221fecb93834efb4e34764f2ea"
 IGNORED = shutil.ignore_patterns(".git", ".venv", ".tools", ".cache", "build", "__pycache__", "*.pyc")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,12 +98,22 @@ def check_topology(topology: str, lock: Path, scratch: Path) -> list[Outcome]:
             (result.stdout + result.stderr).strip(),
         )
         outcomes.append(outcome)
+        (scratch / f"{topology}-{check}.log").write_text(outcome.output + "\n")
         print(
             f"  {topology:<10} {check:<10} {'ok' if outcome.passed else 'FAILED'} ({outcome.seconds:.0f} s)"
         )
         if not outcome.passed:
             break  # the later checks need this one
     return outcomes
+
+
+def summary(output: str) -> str:
+    """What a reader needs first: pytest's failed tests and its closing line when it ran,
+    else the output's last lines (the whole of it is in the check's log file)."""
+    lines = output.splitlines()
+    failures = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    closing = [line for line in lines[-3:] if re.search(r"\d+ (failed|passed|error)", line)]
+    return "\n".join(failures + closing if failures else lines[-OUTPUT_TAIL:])
 
 
 def report(changes: Drift, outcomes: Sequence[Outcome], lock_error: str = "") -> str:
@@ -124,8 +135,15 @@ def report(changes: Drift, outcomes: Sequence[Outcome], lock_error: str = "") ->
         for o in outcomes
     ]
     for outcome in failed:
-        tail = "\n".join(outcome.output.splitlines()[-OUTPUT_TAIL:])
-        lines += ["", f"### {outcome.topology}: `make {outcome.check}` failed", "", "```", tail, "```"]
+        lines += [
+            "",
+            f"### {outcome.topology}: `make {outcome.check}` failed",
+            "",
+            "```",
+            summary(outcome.output),
+            "```",
+        ]
+    lines += ["", "Each check's whole output: `build/upgrade-check/<topology>-<check>.log`."]
     lines += [
         "",
         "Green: the upgraded lock can be shipped."

@@ -1,0 +1,1 @@
+"""The template repository's own tools (not part of what it generates)."""
