@@ -37,7 +37,7 @@ lint: $(STAMP) ## ruff and mypy on the hooks, the template's tests and tools
 test: lint ## the full suite: render checks, hooks, generated projects on real Redis, cruft
 	$(UV) run --locked pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-quick: $(STAMP) ## everything but installing and running generated projects (< 1 min)
+quick: $(STAMP) ## everything but installing and running generated projects (~1.5 min)
 	$(UV) run --locked pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow"
 
 upgrade-check: $(STAMP) ## the generated projects on the newest releases, and what moved (online; ~15 min)

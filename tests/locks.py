@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 
@@ -16,12 +17,20 @@ Pin = tuple[str, str]
 def pins(lock: Path) -> set[Pin]:
     """(name, version) of every package the lock holds from an index, the project's own
     entry left out (its name and version are the answers, not a dependency)."""
-    packages = tomllib.loads(lock.read_text())["package"]
-    return {
-        (package["name"], package["version"])
-        for package in packages
-        if "editable" not in package["source"] and "virtual" not in package["source"]
-    }
+    return set(_pins_of_text(lock.read_text()))
+
+
+@functools.cache
+def _pins_of_text(text: str) -> frozenset[Pin]:
+    """Parsed once per distinct lock text: the shipped lock is read by hundreds of tests."""
+    packages = tomllib.loads(text)["package"]
+    return frozenset(
+        {
+            (package["name"], package["version"])
+            for package in packages
+            if "editable" not in package["source"] and "virtual" not in package["source"]
+        }
+    )
 
 
 def unshipped_pins(lock: Path) -> set[Pin]:

@@ -15,7 +15,8 @@ from tests.releases import PREVIOUS_RELEASE
 from tests.rendering import InstalledProject, SharedEnvironment
 from tests.tools import run, tool
 
-pytestmark = pytest.mark.slow
+# One worker runs them all, so the module-scoped update below is made once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cruft")]
 
 IGNORED = shutil.ignore_patterns(".git", ".venv", ".tools", ".cache", "build", "__pycache__", "*.pyc")
 
@@ -110,9 +111,10 @@ def _create(template_repository: Path, checkout: str, output: Path) -> Path:
     return output / "redis-service"
 
 
-@pytest.fixture
-def two_releases(tmp_path: Path) -> tuple[Path, str, str]:
+@pytest.fixture(scope="module")
+def two_releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """A throwaway template repository: the previous release's commit, then the working tree."""
+    tmp_path = tmp_path_factory.mktemp("releases")
     source = run("git", "cat-file", "-e", f"{PREVIOUS_RELEASE}^{{commit}}", cwd=TEMPLATE_DIR)
     assert source.returncode == 0, (
         f"the previous release's commit {PREVIOUS_RELEASE} is not in {TEMPLATE_DIR}'s git history"
@@ -144,10 +146,12 @@ def _head(repository: Path) -> str:
     return result.stdout.strip()
 
 
-@pytest.fixture
-def updated_project(two_releases: tuple[Path, str, str], tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def updated_project(two_releases: tuple[Path, str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Created from the previous release, edited and committed by its owner, then updated
-    with `cruft update` to this release."""
+    with `cruft update` to this release (once: the tests below only read it, but for the
+    lock test's own `uv lock`)."""
+    tmp_path = tmp_path_factory.mktemp("updated")
     repository, previous, current = two_releases
     project = _create(repository, previous, tmp_path / "out")
     package = project / "src" / "redis_service"
