@@ -228,34 +228,50 @@ def servers_and_cases(renders: dict[str, Path], redis_url: str) -> tuple[list[Se
     return servers, cases
 
 
+def _launch(server: Server, environments: dict[str, Path], scratch: Path) -> subprocess.Popen[bytes]:
+    server.port = free_port()
+    python = environments[server.environment] / "bin" / "python"
+    command = [str(python), "-m", "uvicorn", server.target, "--port", str(server.port),
+               "--app-dir", str(server.app_dir), "--no-access-log", "--log-level",
+               "warning", "--no-proxy-headers"]  # fmt: skip
+    if server.target.endswith(":create_app"):
+        command.append("--factory")
+    env = {**os.environ, **server.env}
+    if server.python_path:
+        env["PYTHONPATH"] = str(server.python_path)
+    if server.target.endswith(":create_app"):  # our metrics as the Dockerfile runs them
+        directory = scratch / f"{server.name}-{server.port}"
+        directory.mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    process = subprocess.Popen(command, env=env, cwd=server.app_dir)
+    pin(process.pid, SERVER_CPUS)
+    return process
+
+
 @contextmanager
 def started(servers: list[Server], environments: dict[str, Path]) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = []
     scratch = tempfile.TemporaryDirectory(prefix="bench-metrics-")
     try:
         for server in servers:
-            server.port = free_port()
-            python = environments[server.environment] / "bin" / "python"
-            command = [str(python), "-m", "uvicorn", server.target, "--port", str(server.port),
-                       "--app-dir", str(server.app_dir), "--no-access-log", "--log-level",
-                       "warning", "--no-proxy-headers"]  # fmt: skip
-            if server.target.endswith(":create_app"):
-                command.append("--factory")
-            env = {**os.environ, **server.env}
-            if server.python_path:
-                env["PYTHONPATH"] = str(server.python_path)
-            if server.target.endswith(":create_app"):  # our metrics as the Dockerfile runs them
-                directory = Path(scratch.name) / server.name
-                directory.mkdir()
-                env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-            process = subprocess.Popen(command, env=env, cwd=server.app_dir)
-            pin(process.pid, SERVER_CPUS)
-            processes.append(process)
-        for server, process in zip(servers, processes, strict=True):
-            try:
-                wait_for_port(server.port)
-            except RuntimeError:
-                raise RuntimeError(f"{server.name} did not start (exit code {process.poll()})") from None
+            processes.append(_launch(server, environments, Path(scratch.name)))
+        # A free port can be taken by another process before the server binds it: the server
+        # then exits at once, while the port answers for that other process. Such a server is
+        # started again on another port.
+        for _ in range(3):
+            for server, process in zip(servers, processes, strict=True):
+                try:
+                    wait_for_port(server.port)
+                except RuntimeError:
+                    raise RuntimeError(f"{server.name} did not start (exit code {process.poll()})") from None
+            time.sleep(1)
+            lost = [index for index, process in enumerate(processes) if process.poll() is not None]
+            if not lost:
+                break
+            for index in lost:
+                processes[index] = _launch(servers[index], environments, Path(scratch.name))
+        else:
+            raise RuntimeError("servers kept exiting at startup (ports taken?)")
         yield processes
     finally:
         for process in processes:

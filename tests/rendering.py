@@ -107,6 +107,13 @@ class InstalledProject:
         return run(tool("uv"), *args, cwd=self.path, env=clean_environment(), timeout=timeout)
 
 
+def failures_first(result: subprocess.CompletedProcess[str]) -> str:
+    """A generated suite's failed and errored test ids (pytest's -rfE summary) ahead of its
+    output's tail, so that a long output cannot cut off which tests failed."""
+    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return "\n".join([*failed, "", result.stdout[-20000:], result.stderr[-5000:]])
+
+
 class SharedEnvironment:
     """One virtual environment with the all-on project's locked dependencies, which every
     combination's are a subset of, in their locked versions.

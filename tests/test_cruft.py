@@ -12,7 +12,7 @@ import pytest
 from tests.combos import COOKIECUTTER_JSON, TEMPLATE_DIR
 from tests.locks import SHIPPED_LOCK, unshipped_pins
 from tests.releases import PREVIOUS_RELEASE
-from tests.rendering import InstalledProject, SharedEnvironment
+from tests.rendering import InstalledProject, SharedEnvironment, failures_first
 from tests.tools import run, tool
 
 # One worker runs them all, so the module-scoped update below is made once.
@@ -233,5 +233,5 @@ def test_after_cruft_update_the_projects_suite_passes(
         "--ignore=tests/integration/test_bench.py",
         cwd=updated_project, env={"REQUIRE_REDIS": "1"},
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+    assert result.returncode == 0, failures_first(result)
     assert "PASSED tests/unit/test_ping.py::test_ping_answers_pong" in result.stdout

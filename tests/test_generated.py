@@ -12,7 +12,7 @@ import pytest
 
 from tests.combos import all_off, all_on, combination_id, defaults, generated_combinations, params
 from tests.locks import unshipped_pins
-from tests.rendering import CACHE_DIR, InstalledProject, SharedEnvironment, render
+from tests.rendering import CACHE_DIR, InstalledProject, SharedEnvironment, failures_first, render
 
 pytestmark = pytest.mark.slow
 
@@ -183,9 +183,9 @@ def test_generated_project_test_suite_passes(
     if key not in BENCH_RUNS:
         options.append("--ignore=tests/integration/test_bench.py")
     result = shared_environment.run(
-        "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *options,
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *options,
         cwd=project.path,
         env=environment,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+    assert result.returncode == 0, failures_first(result)
     assert " passed" in result.stdout
