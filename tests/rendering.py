@@ -110,8 +110,12 @@ class InstalledProject:
 def failures_first(result: subprocess.CompletedProcess[str]) -> str:
     """A generated suite's failed and errored test ids (pytest's -rfE summary) ahead of its
     output's tail, so that a long output cannot cut off which tests failed."""
-    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
-    return "\n".join([*failed, "", result.stdout[-20000:], result.stderr[-5000:]])
+    return "\n".join([*failed_tests(result.stdout), "", result.stdout[-20000:], result.stderr[-5000:]])
+
+
+def failed_tests(output: str) -> list[str]:
+    """pytest's summary lines of failed and errored tests (with -rfE), in order."""
+    return [line for line in output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
 
 
 class SharedEnvironment:

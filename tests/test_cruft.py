@@ -133,7 +133,10 @@ def two_releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, s
     previous = _head(repository)
     for entry in repository.iterdir():
         if entry.name != ".git":
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     shutil.copytree(TEMPLATE_DIR, repository, ignore=IGNORED, symlinks=True, dirs_exist_ok=True)
     _git("add", "--all", cwd=repository)
     _git("commit", "--quiet", "--message", "this release", cwd=repository)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tests.combos import TEMPLATE_DIR, all_on, enumerated_options
 from tests.locks import REFERENCE_DIR, SHIPPED_LOCK, pins
-from tests.rendering import clean_environment, render
+from tests.rendering import clean_environment, failed_tests, render
 from tests.tools import BIN, run, tool
 
 SCRATCH = TEMPLATE_DIR / "build" / "upgrade-check"
@@ -111,7 +111,7 @@ def summary(output: str) -> str:
     """What a reader needs first: pytest's failed tests and its closing line when it ran,
     else the output's last lines (the whole of it is in the check's log file)."""
     lines = output.splitlines()
-    failures = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    failures = failed_tests(output)
     closing = [line for line in lines[-3:] if re.search(r"\d+ (failed|passed|error)", line)]
     return "\n".join(failures + closing if failures else lines[-OUTPUT_TAIL:])
 
